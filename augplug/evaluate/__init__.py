@@ -1,0 +1,1 @@
+"""Evaluation of frozen representations: multi-task linear probes and test-time feature averaging."""

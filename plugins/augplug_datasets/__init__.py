@@ -1,0 +1,1 @@
+"""augplug built-in plugin: datasets (spirograph, digits-on-photos, shapes-on-photos)."""

@@ -1,0 +1,1 @@
+"""Registers the photo-based multi-task datasets."""

@@ -1,0 +1,1 @@
+"""Registers the spirograph dataset and views."""

@@ -1,0 +1,1 @@
+"""Registers the features components (filled in by its issue)."""

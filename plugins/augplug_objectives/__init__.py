@@ -1,0 +1,1 @@
+"""augplug built-in plugin: objectives."""

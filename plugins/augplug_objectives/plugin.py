@@ -1,0 +1,1 @@
+"""Registers the objectives components (filled in by its issue)."""

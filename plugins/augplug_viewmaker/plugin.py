@@ -1,0 +1,1 @@
+"""Registers the viewmaker components (filled in by its issue)."""
