@@ -89,10 +89,11 @@ def check_tensor(
     if dtypes is not None and x.dtype not in dtypes:
         names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
         raise TypeError(f"{name}: expected dtype in ({names}), got {_describe(x)}")
-    if shape is not None:
-        if len(shape) != x.ndim or any(s is not None and s != d for s, d in zip(shape, x.shape)):
-            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-            raise ValueError(f"{name}: expected shape {want}{what}, got {_describe(x)}")
+    if shape is not None and (
+        len(shape) != x.ndim or any(s is not None and s != d for s, d in zip(shape, x.shape))
+    ):
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name}: expected shape {want}{what}, got {_describe(x)}")
     if not allow_empty and x.ndim > 0 and x.shape[0] == 0:
         raise ValueError(f"{name}: expected a non-empty batch, got {_describe(x)}")
     if _validation:

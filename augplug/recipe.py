@@ -76,7 +76,13 @@ from torch import nn
 
 from augplug import registry
 from augplug.checks import check_tensor
-from augplug.components import ComposedViews, FeatureAugmenter, ParametricViewGenerator, Params, ViewGenerator
+from augplug.components import (
+    ComposedViews,
+    FeatureAugmenter,
+    ParametricViewGenerator,
+    Params,
+    ViewGenerator,
+)
 
 __all__ = ["Pipeline", "PipelineOutput", "RecipeError", "build", "load_recipe"]
 

@@ -1,0 +1,3 @@
+"""Multi-task linear probes (filled in by the demo issue)."""
+
+__all__: list[str] = []
