@@ -355,6 +355,11 @@ def _distribution_name(ep: metadata.EntryPoint) -> str | None:
 
 def _signature(factory: Callable[..., Any]) -> inspect.Signature | None:
     try:
+        # Resolve string annotations (``from __future__ import annotations``) for display.
+        return inspect.signature(factory, eval_str=True)
+    except Exception:
+        pass
+    try:
         return inspect.signature(factory)
     except (TypeError, ValueError):
         return None

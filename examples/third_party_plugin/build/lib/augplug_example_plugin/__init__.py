@@ -1,0 +1,1 @@
+"""An example third-party augplug plugin (see plugin.py)."""
