@@ -1,0 +1,251 @@
+"""InfoNCE / NT-Xent computed in row tiles, never materialising the N x N similarity matrix.
+
+The loss follows SimCLR (Chen et al. 2020, "A Simple Framework for Contrastive Learning
+of Visual Representations"): embeddings are L2-normalised, similarities are cosines over a
+temperature, each embedding is an anchor whose positives are the other views of its own
+sample and whose negatives are every other embedding in the batch (its own similarity is
+masked out). With V views, each anchor averages the log-likelihood of its V - 1 positives
+(the multi-view form of SupCon, Khosla et al. 2020, with instance labels), so V = 2 is NT-Xent.
+
+For anchor i with keys k (all embeddings but i) and positives P(i)::
+
+    loss_i = logsumexp_k(s_ik) - mean_{p in P(i)} s_ip,      s_ik = <u_i, u_k> / temperature
+
+The log-sum-exp is the only part that touches all pairs. It runs over row tiles with an
+online reduction and a custom backward that recomputes each tile, so memory is
+O(N * d + tile * N). The positive term needs no pairwise matrix at all: the positives of
+an anchor are the other views of its sample, so their summed similarity is
+``<u_i, sum_v u_v> - <u_i, u_i>``, which autograd differentiates in O(N * d).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from augplug import distributed
+from augplug.checks import check_batch, check_positive, check_same_batch, check_same_device
+from augplug.components import Objective
+
+__all__ = ["InfoNCE", "info_nce", "similarity_logsumexp"]
+
+#: Elements (float32) of one tile of similarities when ``tile_size`` is left to the loss:
+#: 2**25 floats = 128 MiB, big enough that each tile is a large, efficient matmul.
+_TILE_ELEMENTS = 2**25
+
+_HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``a @ b`` accumulated and returned in ``dtype`` (float32 for half inputs)."""
+    if a.dtype in _HALF_DTYPES and a.is_cuda:
+        # Tensor-core matmul of the half inputs with a float32 result; never rounds a
+        # similarity to 8 (bf16) or 11 (fp16) bits before the exponential.
+        return torch.mm(a, b, out_dtype=dtype)
+    return torch.mm(a.to(dtype), b.to(dtype))
+
+
+def _row_tiles(rows: int, tile_size: int):
+    for start in range(0, rows, tile_size):
+        yield start, min(start + tile_size, rows)
+
+
+def _masked_scores(scaled_anchors, keys, start, stop, self_offset, dtype) -> torch.Tensor:
+    """Similarities of anchor rows [start, stop) to every key, each anchor's own key at -inf."""
+    scores = _mm(scaled_anchors[start:stop], keys.T, dtype)
+    # Anchor r is key r + self_offset: a diagonal of the tile, written without a mask tensor.
+    first = self_offset + start
+    scores[:, first : first + (stop - start)].diagonal().fill_(float("-inf"))
+    return scores
+
+
+class _SimilarityLogSumExp(torch.autograd.Function):
+    """Row-wise ``logsumexp_{k != i} <a_i, k_k> * scale`` over row tiles; see :func:`similarity_logsumexp`."""
+
+    @staticmethod
+    def forward(ctx, anchors, keys, scale, tile_size, self_offset):
+        dtype = _accumulation_dtype(anchors.dtype)
+        # Scaling the (N, d) anchors instead of each (tile, N) block of scores saves a pass
+        # over the large tensor.
+        scaled = anchors * scale
+        lse = torch.empty(anchors.shape[0], dtype=dtype, device=anchors.device)
+        for start, stop in _row_tiles(anchors.shape[0], tile_size):
+            lse[start:stop] = torch.logsumexp(_masked_scores(scaled, keys, start, stop, self_offset, dtype), dim=1)
+        ctx.save_for_backward(anchors, keys, lse)
+        ctx.scale, ctx.tile_size, ctx.self_offset = scale, tile_size, self_offset
+        return lse
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_lse):
+        anchors, keys, lse = ctx.saved_tensors
+        dtype = lse.dtype
+        scaled = anchors * ctx.scale
+        # d lse_i / d a_i = scale * sum_k p_ik k_k and d lse_i / d k_k = scale * p_ik a_i, with
+        # p the masked softmax. The upstream gradient and the scale multiply (tile, d) blocks,
+        # never the (tile, N) probabilities.
+        row_weight = (grad_lse.to(dtype) * ctx.scale)[:, None]
+        grad_anchors = torch.empty(anchors.shape, dtype=dtype, device=anchors.device)
+        grad_keys = torch.zeros(keys.shape, dtype=dtype, device=keys.device)
+        for start, stop in _row_tiles(anchors.shape[0], ctx.tile_size):
+            probs = _masked_scores(scaled, keys, start, stop, ctx.self_offset, dtype)
+            probs = probs.sub_(lse[start:stop, None]).exp_().to(keys.dtype)
+            grad_anchors[start:stop] = _mm(probs, keys, dtype).mul_(row_weight[start:stop])
+            weighted_anchors = (anchors[start:stop].to(dtype) * row_weight[start:stop]).to(anchors.dtype)
+            grad_keys += _mm(probs.T, weighted_anchors, dtype)
+        return grad_anchors.to(anchors.dtype), grad_keys.to(keys.dtype), None, None, None
+
+
+def similarity_logsumexp(
+    anchors: torch.Tensor,
+    keys: torch.Tensor,
+    *,
+    scale: float,
+    tile_size: int,
+    self_offset: int = 0,
+) -> torch.Tensor:
+    """``lse_i = log sum_{k != i + self_offset} exp(scale * <anchors_i, keys_k>)`` for every anchor.
+
+    Anchor i is key ``i + self_offset`` and is left out of its own sum. Computed over tiles
+    of ``tile_size`` anchor rows; the backward recomputes each tile, so neither pass holds
+    more than ``tile_size x len(keys)`` similarities. Returns float32 (float64 for float64
+    inputs).
+    """
+    return _SimilarityLogSumExp.apply(anchors, keys, float(scale), int(tile_size), int(self_offset))
+
+
+def _positive_similarity(unit: torch.Tensor) -> torch.Tensor:
+    """Mean cosine of each embedding to the other views of its sample: (B, V, D) -> (B, V)."""
+    views = unit.shape[1]
+    own = (unit * unit).sum(-1)
+    with_all = (unit * unit.sum(1, keepdim=True)).sum(-1)
+    return (with_all - own) / (views - 1)
+
+
+def _check_views(z1: torch.Tensor, z2: torch.Tensor | None) -> torch.Tensor:
+    """Validate the inputs and return all views as (B, V, D)."""
+    if z2 is None:
+        check_batch(z1, "z1", ndim=3, layout="(B, V, D) with V >= 2 views, or (B, D) with z2")
+        if z1.shape[1] < 2:
+            raise ValueError(f"z1: expected at least 2 views in (B, V, D), got shape {tuple(z1.shape)}")
+        return z1
+    check_batch(z1, "z1", ndim=2, layout="(B, D) when z2 is given")
+    check_batch(z2, "z2", ndim=2, layout="(B, D)")
+    check_same_batch("z1", z1, "z2", z2)
+    check_same_device("z1", z1, "z2", z2)
+    if z1.shape[1] != z2.shape[1]:
+        raise ValueError(f"z2: expected {z1.shape[1]} features (as z1), got shape {tuple(z2.shape)}")
+    if z1.dtype != z2.dtype:
+        raise TypeError(f"z2: expected dtype {z1.dtype} (as z1), got {z2.dtype}")
+    return torch.stack((z1, z2), dim=1)
+
+
+def _check_options(temperature, tile_size, gather_distributed, local_anchors) -> float:
+    temperature = check_positive(temperature, "temperature")
+    if tile_size is not None and (isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1):
+        raise ValueError(f"tile_size: expected None or an int >= 1, got {tile_size!r}")
+    for name, flag in (("gather_distributed", gather_distributed), ("local_anchors", local_anchors)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name}: expected True or False, got {flag!r}")
+    if local_anchors and not gather_distributed:
+        raise ValueError("local_anchors: only meaningful with gather_distributed=True, got gather_distributed=False")
+    return temperature
+
+
+def info_nce(
+    z1: torch.Tensor,
+    z2: torch.Tensor | None = None,
+    *,
+    temperature: float = 0.1,
+    tile_size: int | None = None,
+    gather_distributed: bool = False,
+    local_anchors: bool = False,
+) -> torch.Tensor:
+    """Functional form of :class:`InfoNCE` (same arguments)."""
+    temperature = _check_options(temperature, tile_size, gather_distributed, local_anchors)
+    views = _check_views(z1, z2)
+    batch, num_views, _ = views.shape
+    dtype = _accumulation_dtype(views.dtype)
+    unit = F.normalize(views.to(dtype), dim=-1)
+    if views.is_cuda and views.dtype in _HALF_DTYPES:
+        unit = unit.to(views.dtype)  # half storage for tensor-core matmuls; products stay float32
+
+    anchors = keys = unit
+    self_offset = 0
+    if gather_distributed and distributed.is_distributed():
+        # Every rank's embeddings become keys; positives stay on their own rank, since all
+        # views of a sample live there. Rows are sample-major, so this rank's rows are one
+        # contiguous block of the keys starting at rank * B * V.
+        keys = distributed.all_gather_with_grad(unit)
+        if local_anchors:
+            self_offset = distributed.rank() * batch * num_views
+        else:
+            anchors = keys
+
+    flat_keys = keys.reshape(-1, keys.shape[-1])
+    if tile_size is None:
+        tile_size = max(1, _TILE_ELEMENTS // flat_keys.shape[0])
+    lse = similarity_logsumexp(
+        anchors.reshape(-1, anchors.shape[-1]),
+        flat_keys,
+        scale=1.0 / temperature,
+        tile_size=tile_size,
+        self_offset=self_offset,
+    )
+    positive = _positive_similarity(anchors.to(dtype)).reshape(-1) / temperature
+    return (lse - positive).mean()
+
+
+class InfoNCE(Objective):
+    """NT-Xent / InfoNCE contrastive loss (SimCLR), tiled and ``torch.distributed``-aware.
+
+    ``forward(z1, z2=None)``: two views as (B, D) each, or all views at once as z1 of shape
+    (B, V, D), every other view of the same sample a positive. Symmetric: every embedding
+    is an anchor and the loss is the mean over all B * V anchors. Returns a float32 scalar
+    (float64 for float64 inputs); bf16/fp16 inputs are accumulated in float32.
+
+    Args:
+        temperature: divides the cosine similarities; 0.1 by default (SimCLR's best
+            value at large batch is 0.1, Table 5 of Chen et al. 2020).
+        tile_size: anchor rows per tile; memory is O(tile_size * N) on top of the
+            embeddings. ``None`` picks rows so one tile holds about 32M floats (128 MiB).
+        gather_distributed: under ``torch.distributed``, use every rank's embeddings as
+            keys (differentiable all-gather); a no-op on one process.
+        local_anchors: with ``gather_distributed``, only this rank's embeddings are anchors
+            (scored against all ranks' keys), as open_clip's ``local_loss`` does: each rank
+            computes 1/world_size of the loss, and DDP's gradient average still gives the
+            gradient of the whole batch's loss.
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        tile_size: int | None = None,
+        gather_distributed: bool = False,
+        local_anchors: bool = False,
+    ):
+        super().__init__()
+        self.temperature = _check_options(temperature, tile_size, gather_distributed, local_anchors)
+        self.tile_size = tile_size
+        self.gather_distributed = gather_distributed
+        self.local_anchors = local_anchors
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor | None = None) -> torch.Tensor:
+        return info_nce(
+            z1,
+            z2,
+            temperature=self.temperature,
+            tile_size=self.tile_size,
+            gather_distributed=self.gather_distributed,
+            local_anchors=self.local_anchors,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"temperature={self.temperature}, tile_size={self.tile_size}, "
+            f"gather_distributed={self.gather_distributed}, local_anchors={self.local_anchors}"
+        )
