@@ -1,1 +1,11 @@
-"""Registers the photo-based multi-task datasets."""
+"""Registers the photo-based multi-task datasets ``digits-on-photos`` and ``shapes-on-photos``."""
+
+import augplug
+
+_HINT = "pip install 'augplug[demo]' (bundled digits and photos of scikit-learn / scikit-image)"
+
+
+@augplug.hookimpl
+def augplug_register_dataset(register):
+    for name, factory in (("digits-on-photos", "digits_on_photos"), ("shapes-on-photos", "shapes_on_photos")):
+        register(name, f"augplug_datasets.photos:{factory}", requires=("sklearn", "skimage"), hint=_HINT)
