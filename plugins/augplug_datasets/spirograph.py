@@ -1,0 +1,200 @@
+"""Spirograph: a differentiable generative image dataset with known nuisance factors.
+
+From Foster, Pukdee & Rainforth, "Improving Transformation Invariance in Contrastive
+Representation Learning" (ICLR 2021). An image is a hypotrochoid drawn with Gaussian
+splats in a foreground colour over a background colour. Ten factors, each uniform:
+
+===========  ==============  ==========================================
+factor       range           role
+===========  ==============  ==========================================
+m            U(2, 5)         target (downstream regression)
+b            U(0.1, 1.1)     target
+sigma        U(0.25, 1)      target (splat width)
+fore_r       U(0.4, 1)       target (red channel of the foreground)
+h            U(0.5, 2.5)     nuisance (re-drawn for every view)
+back_r       U(0, 0.6)       nuisance
+fore_g       U(0.4, 1)       nuisance
+back_g       U(0, 0.6)       nuisance
+fore_b       U(0.4, 1)       nuisance
+back_b       U(0, 0.6)       nuisance
+===========  ==============  ==========================================
+
+Design: a view must share its image's targets and re-draw only the nuisance, and the
+targets cannot be read back from pixels. So :class:`SpirographViews` takes the
+**(B, 4) target batch** (columns m, b, sigma, fore_r; :func:`stack_targets` builds it
+from a dataset's targets) as its input ``x`` and renders a fresh image per call. The
+dataset's ``inputs`` are the rendered (N, 3, 32, 32) images (with their own nuisance),
+for evaluation without views.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+
+from augplug import rng
+from augplug.checks import check_batch, check_same_batch, check_same_device, check_tensor
+from augplug.components import MultiTaskDataset, ParametricViewGenerator, Params, Task
+
+__all__ = [
+    "FACTOR_RANGES",
+    "NUISANCE",
+    "TARGETS",
+    "SpirographViews",
+    "render_spirograph",
+    "spirograph",
+    "stack_targets",
+]
+
+TARGETS: tuple[str, ...] = ("m", "b", "sigma", "fore_r")
+NUISANCE: tuple[str, ...] = ("h", "back_r", "fore_g", "back_g", "fore_b", "back_b")
+FACTOR_RANGES: dict[str, tuple[float, float]] = {
+    "m": (2.0, 5.0),
+    "b": (0.1, 1.1),
+    "sigma": (0.25, 1.0),
+    "fore_r": (0.4, 1.0),
+    "h": (0.5, 2.5),
+    "back_r": (0.0, 0.6),
+    "fore_g": (0.4, 1.0),
+    "back_g": (0.0, 0.6),
+    "fore_b": (0.4, 1.0),
+    "back_b": (0.0, 0.6),
+}
+
+NUM_POINTS = 40  # points on the curve, t in linspace(0, 2 pi, 40)
+IMAGE_SIZE = 32  # the raster is IMAGE_SIZE x IMAGE_SIZE ...
+EXTENT = 6.0  # ... over [-EXTENT, EXTENT]^2
+_SPLIT_STREAMS = {"train": 0, "test": 1}
+_PAPER_SIZES = {"train": 100_000, "test": 20_000}
+_RENDER_CHUNK = 4096  # images rendered at once: bounds the (chunk, 40, 32, 32) splat tensor
+
+
+def render_spirograph(factors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Render (B, 3, 32, 32) images from the ten factors, each a (B,) tensor.
+
+    Differentiable in every factor. Computed in float32 (float64 stays float64) and
+    returned in the factors' dtype. Rows index the vertical coordinate, columns the
+    horizontal one, both from -6 to 6.
+    """
+    missing = [name for name in (*TARGETS, *NUISANCE) if name not in factors]
+    if missing:
+        raise ValueError(f"factors: missing {missing}; expected all of {[*TARGETS, *NUISANCE]}")
+    first = check_tensor(factors["m"], "factors['m']", ndim=1, layout="(B,)")
+    for name in (*TARGETS, *NUISANCE):
+        value = check_tensor(factors[name], f"factors[{name!r}]", ndim=1, layout="(B,)")
+        check_same_batch("factors['m']", first, f"factors[{name!r}]", value)
+        check_same_device("factors['m']", first, f"factors[{name!r}]", value)
+    out_dtype = first.dtype
+    work = torch.float64 if out_dtype == torch.float64 else torch.float32
+    f = {name: factors[name].to(work)[:, None] for name in (*TARGETS, *NUISANCE)}
+    m, b, h, sigma = f["m"], f["b"], f["h"], f["sigma"]
+
+    t = torch.linspace(0.0, 2.0 * math.pi, NUM_POINTS, device=first.device, dtype=work)
+    # The hypotrochoid of the paper, sampled at 40 points.
+    curve_x = (m - h) * torch.cos(t) + h * torch.cos((m - h) * t / b)  # (B, 40)
+    curve_y = (m - h) * torch.sin(t) - h * torch.sin((m - h) * t / b)
+    grid = torch.linspace(-EXTENT, EXTENT, IMAGE_SIZE, device=first.device, dtype=work)
+    # Squared distances separate over the axes, so the (B, 40, 32, 32) splat is one
+    # broadcast product of two (B, 40, 32) factors: exp(-dy^2/s) * exp(-dx^2/s).
+    along_y = torch.exp(-((grid[None, None, :] - curve_y[:, :, None]) ** 2) / sigma[:, :, None])
+    along_x = torch.exp(-((grid[None, None, :] - curve_x[:, :, None]) ** 2) / sigma[:, :, None])
+    intensity = torch.einsum("bpi,bpj->bij", along_y, along_x) / NUM_POINTS  # (B, 32, 32)
+    intensity = intensity / (intensity.amax(dim=(1, 2), keepdim=True) + 1e-8)
+
+    fore = torch.cat([f["fore_r"], f["fore_g"], f["fore_b"]], dim=1)[:, :, None, None]  # (B, 3, 1, 1)
+    back = torch.cat([f["back_r"], f["back_g"], f["back_b"]], dim=1)[:, :, None, None]
+    image = intensity[:, None] * fore + (1.0 - intensity[:, None]) * back
+    return image.to(out_dtype)
+
+
+def _draw(names, batch: int, *, device, generator, dtype) -> dict[str, torch.Tensor]:
+    return {
+        name: rng.uniform((batch,), *FACTOR_RANGES[name], device=device, generator=generator, dtype=dtype)
+        for name in names
+    }
+
+
+def stack_targets(targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The (B, 4) input of :class:`SpirographViews` from a ``{task: (B,)}`` targets dict."""
+    missing = [name for name in TARGETS if name not in targets]
+    if missing:
+        raise ValueError(f"targets: missing {missing}; expected {list(TARGETS)}")
+    return torch.stack([targets[name] for name in TARGETS], dim=1)
+
+
+class SpirographViews(ParametricViewGenerator):
+    """Re-renders Spirograph images with freshly drawn nuisance factors (Foster et al., 2021).
+
+    Input ``x``: the (B, 4) targets (m, b, sigma, fore_r), e.g. ``stack_targets(targets)``.
+    Output: (B, 3, 32, 32) images in ``x``'s dtype. Params: the six nuisance factors
+    (h, back_r, fore_g, back_g, fore_b, back_b), each (B,) and uniform over its range in
+    :data:`FACTOR_RANGES`; ``apply`` is differentiable in all of them (and in ``x``), so
+    they are the ``continuous_params`` the ``gradient_invariance`` objective perturbs.
+    """
+
+    input_layout = "(B, 4) targets m, b, sigma, fore_r"
+    continuous_params = NUISANCE
+
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        return check_tensor(x, "x", ndim=2, shape=(None, len(TARGETS)), layout=self.input_layout)
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
+        self._check_input(x)
+        # Drawn in float32 (float64 for float64 x) so low-precision inputs get exact ranges.
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        return Params(_draw(NUISANCE, x.shape[0], device=x.device, generator=generator, dtype=dtype))
+
+    def apply(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        self._check_input(x)
+        missing = [name for name in NUISANCE if name not in params]
+        if missing:
+            raise ValueError(f"params: missing {missing}; expected {list(NUISANCE)}")
+        factors = {name: x[:, i] for i, name in enumerate(TARGETS)}
+        for name in NUISANCE:
+            value = check_batch(params[name], f"params[{name!r}]", ndim=1, layout="(B,)")
+            check_same_batch("x", x, f"params[{name!r}]", value)
+            factors[name] = value  # rendered in float32 whatever x's dtype
+        return render_spirograph(factors)
+
+
+def spirograph(
+    split: str = "train",
+    size: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> MultiTaskDataset:
+    """The Spirograph dataset (Foster et al., 2021): (N, 3, 32, 32) images, four regression tasks.
+
+    ``split``: ``"train"`` or ``"test"`` (independent draws for the same ``seed``).
+    ``size``: number of images; default the paper's 100,000 train / 20,000 test.
+    Factors are drawn on the CPU from ``seed`` (so the dataset is identical on every
+    device) and rendered on ``device`` in chunks. Tasks ``m``, ``b``, ``sigma``,
+    ``fore_r``: (N,) raw targets. Feed ``stack_targets(targets)`` to the ``spirograph``
+    views to make training views.
+    """
+    if split not in _SPLIT_STREAMS:
+        raise ValueError(f"split: expected one of {sorted(_SPLIT_STREAMS)}, got {split!r}")
+    if size is None:
+        size = _PAPER_SIZES[split]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size: expected an int >= 1 or None, got {size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype!r}")
+    device = torch.device(device)
+    # One stream per (seed, split): the two splits never share draws.
+    generator = torch.Generator().manual_seed(2 * seed + _SPLIT_STREAMS[split])
+    factors = _draw((*TARGETS, *NUISANCE), size, device="cpu", generator=generator, dtype=torch.float64)
+    factors = {name: value.to(device=device, dtype=dtype) for name, value in factors.items()}
+    images = torch.cat(
+        [
+            render_spirograph({name: value[start : start + _RENDER_CHUNK] for name, value in factors.items()})
+            for start in range(0, size, _RENDER_CHUNK)
+        ]
+    )
+    tasks = [Task(name, "regression", 1) for name in TARGETS]
+    return MultiTaskDataset(images, {name: factors[name] for name in TARGETS}, tasks)
