@@ -1,1 +1,5 @@
-"""augplug built-in plugin: viewmaker."""
+"""augplug built-in plugin: learned adversarial views (Viewmaker, Tamkin et al. 2021)."""
+
+from augplug_viewmaker.viewmaker import Viewmaker, ViewmakerNetwork, viewmaker_parameters
+
+__all__ = ["Viewmaker", "ViewmakerNetwork", "viewmaker_parameters"]

@@ -1,1 +1,8 @@
-"""Registers the viewmaker components (filled in by its issue)."""
+"""Registers the viewmaker view generator (kind ``"views"``, name ``"viewmaker"``)."""
+
+import augplug
+
+
+@augplug.hookimpl
+def augplug_register_views(register):
+    register("viewmaker", "augplug_viewmaker.viewmaker:Viewmaker")
