@@ -1,1 +1,1 @@
-"""augplug built-in plugin: kornia."""
+"""augplug built-in plugin: per-sample, replayable, differentiable image views on the batch's device."""
