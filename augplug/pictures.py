@@ -32,7 +32,12 @@ from augplug.checks import check_tensor
 __all__ = ["save_png", "save_view_grid", "view_grid"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (gray, gray+alpha, RGB, RGBA)
+_COLOUR_TYPES = {
+    1: 0,
+    2: 4,
+    3: 2,
+    4: 6,
+}  # channels -> PNG colour type (gray, gray+alpha, RGB, RGBA)
 _WHITE = 255
 
 
@@ -64,7 +69,9 @@ def save_png(path: str | Path, image_uint8_hwc) -> None:
     header = struct.pack(">IIBBBBB", width, height, 8, _COLOUR_TYPES[channels], 0, 0, 0)
     data = zlib.compress(bytes(lines.flatten().tolist()), level=6)
     with open(path, "wb") as f:
-        f.write(_PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b""))
+        f.write(
+            _PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+        )
 
 
 def _heat(value: torch.Tensor) -> torch.Tensor:
@@ -83,11 +90,15 @@ def _as_rgb(x: torch.Tensor) -> torch.Tensor:
     return x[:, :1].expand(-1, 3, -1, -1)
 
 
-def _check_columns(x: torch.Tensor, tensors: Sequence[torch.Tensor], name: str) -> list[torch.Tensor]:
+def _check_columns(
+    x: torch.Tensor, tensors: Sequence[torch.Tensor], name: str
+) -> list[torch.Tensor]:
     if isinstance(tensors, torch.Tensor):
         tensors = [tensors]
     if not isinstance(tensors, Sequence):
-        raise TypeError(f"{name}: expected a list of (N, C, H, W) tensors, got {type(tensors).__name__}")
+        raise TypeError(
+            f"{name}: expected a list of (N, C, H, W) tensors, got {type(tensors).__name__}"
+        )
     checked = []
     for i, t in enumerate(tensors):
         t = check_tensor(t, f"{name}[{i}]", ndim=4, layout="(N, C, H, W)")
@@ -140,7 +151,9 @@ def view_grid(
             big = cell.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
             for r in range(rows):  # a handful of rows of a picture, not a forward path
                 top_px = gap + r * (cell_height + gap)
-                canvas[top_px : top_px + big.shape[-2], left : left + cell_width] = big[r].permute(1, 2, 0)
+                canvas[top_px : top_px + big.shape[-2], left : left + cell_width] = big[r].permute(
+                    1, 2, 0
+                )
             left += cell_width + gap
     return canvas
 

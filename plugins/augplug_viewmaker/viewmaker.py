@@ -98,7 +98,9 @@ class ViewmakerNetwork(nn.Module):
         self.up2 = _Conv(2 * width, width, 3)
         self.head = _Conv(width, channels, 9, last=True)
 
-    def forward(self, x: torch.Tensor, input_noise: torch.Tensor, block_noise: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, input_noise: torch.Tensor, block_noise: torch.Tensor
+    ) -> torch.Tensor:
         full = self.stem(torch.cat((x, input_noise), dim=1))
         half = self.down1(full)
         h = self.down2(half)
@@ -160,7 +162,11 @@ class Viewmaker(ParametricViewGenerator):
         freeze_after: int | None = None,
     ):
         super().__init__()
-        for name, value, low in (("channels", channels, 1), ("depth", depth, 0), ("width", width, 1)):
+        for name, value, low in (
+            ("channels", channels, 1),
+            ("depth", depth, 0),
+            ("width", width, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
         for name, flag in (("clamp", clamp), ("gradient_reversal", gradient_reversal)):
@@ -202,7 +208,9 @@ class Viewmaker(ParametricViewGenerator):
     def set_extra_state(self, state: Mapping[str, Any]) -> None:
         steps = state.get("steps") if isinstance(state, Mapping) else None
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"state_dict: expected extra state {{'steps': int >= 0}}, got {state!r}")
+            raise ValueError(
+                f"state_dict: expected extra state {{'steps': int >= 0}}, got {state!r}"
+            )
         self.steps = steps
 
     # ------------------------------------------------------------------ views
@@ -218,7 +226,9 @@ class Viewmaker(ParametricViewGenerator):
             )
         weight = self.network.stem.conv.weight
         if x.device != weight.device:
-            raise ValueError(f"x: expected a tensor on {weight.device} (the viewmaker's device), got one on {x.device}")
+            raise ValueError(
+                f"x: expected a tensor on {weight.device} (the viewmaker's device), got one on {x.device}"
+            )
         return x
 
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
@@ -228,8 +238,12 @@ class Viewmaker(ParametricViewGenerator):
         batch, _, height, width = x.shape
         dtype = self.network.stem.conv.weight.dtype
         small = ViewmakerNetwork.bottleneck_size(height, width)
-        input_noise = rng.uniform((batch, 1, height, width), 0.0, 1.0, device=x.device, generator=generator, dtype=dtype)
-        block_noise = rng.uniform((batch, self.depth, *small), 0.0, 1.0, device=x.device, generator=generator, dtype=dtype)
+        input_noise = rng.uniform(
+            (batch, 1, height, width), 0.0, 1.0, device=x.device, generator=generator, dtype=dtype
+        )
+        block_noise = rng.uniform(
+            (batch, self.depth, *small), 0.0, 1.0, device=x.device, generator=generator, dtype=dtype
+        )
         return Params(input_noise=input_noise, block_noise=block_noise)
 
     def perturbation(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -255,10 +269,14 @@ class Viewmaker(ParametricViewGenerator):
             view = view.clamp(0.0, 1.0)
         return view.to(x.dtype)
 
-    def _check_params(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> Sequence[torch.Tensor]:
+    def _check_params(
+        self, x: torch.Tensor, params: Mapping[str, torch.Tensor]
+    ) -> Sequence[torch.Tensor]:
         if not isinstance(params, Mapping) or set(params) != {"input_noise", "block_noise"}:
             got = sorted(params) if isinstance(params, Mapping) else type(params).__name__
-            raise ValueError(f"params: expected the keys ['block_noise', 'input_noise'] from sample(), got {got}")
+            raise ValueError(
+                f"params: expected the keys ['block_noise', 'input_noise'] from sample(), got {got}"
+            )
         batch, _, height, width = x.shape
         expected = {
             "input_noise": (batch, 1, height, width),
@@ -267,8 +285,12 @@ class Viewmaker(ParametricViewGenerator):
         for key, shape in expected.items():
             value = params[key]
             if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
-                got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                raise ValueError(f"params[{key!r}]: expected shape {shape} for x of shape {tuple(x.shape)}, got {got}")
+                got = (
+                    tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                )
+                raise ValueError(
+                    f"params[{key!r}]: expected shape {shape} for x of shape {tuple(x.shape)}, got {got}"
+                )
         return params["input_noise"], params["block_noise"]
 
 
