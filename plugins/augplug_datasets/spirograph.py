@@ -109,13 +109,6 @@ def render_spirograph(factors: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return image.to(out_dtype)
 
 
-def _draw(names, batch: int, *, device, generator, dtype) -> dict[str, torch.Tensor]:
-    return {
-        name: rng.uniform((batch,), *FACTOR_RANGES[name], device=device, generator=generator, dtype=dtype)
-        for name in names
-    }
-
-
 def stack_targets(targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """The (B, 4) input of :class:`SpirographViews` from a ``{task: (B,)}`` targets dict."""
     missing = [name for name in TARGETS if name not in targets]
@@ -144,7 +137,12 @@ class SpirographViews(ParametricViewGenerator):
         self._check_input(x)
         # Drawn in float32 (float64 for float64 x) so low-precision inputs get exact ranges.
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        return Params(_draw(NUISANCE, x.shape[0], device=x.device, generator=generator, dtype=dtype))
+        return Params(
+            {
+                name: rng.uniform((x.shape[0],), *FACTOR_RANGES[name], device=x.device, generator=generator, dtype=dtype)
+                for name in NUISANCE
+            }
+        )
 
     def apply(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         self._check_input(x)
@@ -188,8 +186,13 @@ def spirograph(
     device = torch.device(device)
     # One stream per (seed, split): the two splits never share draws.
     generator = torch.Generator().manual_seed(2 * seed + _SPLIT_STREAMS[split])
-    factors = _draw((*TARGETS, *NUISANCE), size, device="cpu", generator=generator, dtype=torch.float64)
-    factors = {name: value.to(device=device, dtype=dtype) for name, value in factors.items()}
+    # One row of ten factors per image, so a larger dataset extends a smaller one.
+    names = (*TARGETS, *NUISANCE)
+    low = torch.tensor([FACTOR_RANGES[n][0] for n in names], dtype=torch.float64)
+    high = torch.tensor([FACTOR_RANGES[n][1] for n in names], dtype=torch.float64)
+    rows = rng.uniform((size, len(names)), low, high, device="cpu", generator=generator, dtype=torch.float64)
+    rows = rows.to(device=device, dtype=dtype)
+    factors = {name: rows[:, i] for i, name in enumerate(names)}
     images = torch.cat(
         [
             render_spirograph({name: value[start : start + _RENDER_CHUNK] for name, value in factors.items()})
