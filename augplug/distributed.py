@@ -2,6 +2,14 @@
 
 Outside an initialised process group every function is the identity for one rank,
 so the same code runs on one process and many.
+
+Gradient scale under DDP: :func:`all_gather_with_grad` hands each rank the *sum* of every
+rank's gradient for its rows. A loss that is the same on every rank (all anchors against
+all keys) therefore gives rank r's embeddings ``world_size`` times the single-process
+gradient, and a loss over local anchors only (1/world_size of the anchors each) gives them
+the gradient of the *sum* of the ranks' losses. DDP then averages the parameter gradients
+over the ranks, which divides that factor back out: the update equals single-process
+training on the concatenated batch, with no extra scaling by the user.
 """
 
 from __future__ import annotations
@@ -18,10 +26,12 @@ def is_distributed() -> bool:
 
 
 def world_size() -> int:
+    """Ranks in the default process group; 1 outside one."""
     return dist.get_world_size() if is_distributed() else 1
 
 
 def rank() -> int:
+    """This process's rank in the default process group; 0 outside one."""
     return dist.get_rank() if is_distributed() else 0
 
 
@@ -30,7 +40,7 @@ class _AllGather(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.rows = x.shape[0]
+        ctx.rows, ctx.rank = x.shape[0], dist.get_rank()
         parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
         dist.all_gather(parts, x.contiguous())
         return torch.cat(parts)
@@ -41,14 +51,18 @@ class _AllGather(torch.autograd.Function):
         # sum of all ranks' contributions (a sum, not a mean).
         grad = grad.contiguous()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        start = dist.get_rank() * ctx.rows
+        start = ctx.rank * ctx.rows
         return grad[start : start + ctx.rows]
 
 
 def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """All ranks' ``x`` concatenated along dim 0 (rank order), differentiable.
 
-    Every rank must pass the same shape.
+    Rank r's rows are ``[r * len(x), (r + 1) * len(x))`` of the result (offset labels by
+    that). The backward returns each rank the summed gradient of its own rows from every
+    rank's loss (see the module docstring for how that meets DDP's averaging). Every rank
+    must call it with the same shape and dtype, and every rank must run the backward
+    (it is a collective).
     """
     if not is_distributed():
         return x
