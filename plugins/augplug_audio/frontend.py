@@ -66,6 +66,7 @@ class LogMelSpectrogram(ParametricViewGenerator):
         self.mean = float(mean)
         self.std = check_positive(std, "std")
         self.sample_rate = sample_rate
+        self.n_fft = n_fft
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
             f_min=f_min, f_max=f_max, power=2.0, center=True,
@@ -80,6 +81,11 @@ class LogMelSpectrogram(ParametricViewGenerator):
             raise ValueError(
                 f"x: expected a tensor on {window.device} (the front end's device), got one on {x.device}; "
                 "move the front end with .to(x.device)"
+            )
+        if x.shape[-1] <= self.n_fft // 2:
+            raise ValueError(
+                f"x: expected clips longer than n_fft // 2 = {self.n_fft // 2} samples (centred frames are "
+                f"reflect-padded by that much), got {x.shape[-1]}"
             )
         # float32 throughout (the filterbank's dtype); half-precision STFTs are not supported on CPU.
         waveform = x.float()
