@@ -66,6 +66,7 @@ FACTOR_RANGES: dict[str, tuple[float, float]] = {
 NUM_POINTS = 40  # points on the curve, t in linspace(0, 2 pi, 40)
 IMAGE_SIZE = 32  # the raster is IMAGE_SIZE x IMAGE_SIZE ...
 EXTENT = 6.0  # ... over [-EXTENT, EXTENT]^2
+SPLAT_CUTOFF = 40.0  # largest exponent evaluated: exp(-40) ~ 4e-18
 _SPLIT_STREAMS = {"train": 0, "test": 1}
 _PAPER_SIZES = {"train": 100_000, "test": 20_000}
 _RENDER_CHUNK = 4096  # images rendered at once: bounds the (chunk, 40, 32, 32) splat tensor
@@ -98,8 +99,14 @@ def render_spirograph(factors: Mapping[str, torch.Tensor]) -> torch.Tensor:
     grid = torch.linspace(-EXTENT, EXTENT, IMAGE_SIZE, device=first.device, dtype=work)
     # Squared distances separate over the axes, so the (B, 40, 32, 32) splat is one
     # broadcast product of two (B, 40, 32) factors: exp(-dy^2/s) * exp(-dx^2/s).
-    along_y = torch.exp(-((grid[None, None, :] - curve_y[:, :, None]) ** 2) / sigma[:, :, None])
-    along_x = torch.exp(-((grid[None, None, :] - curve_x[:, :, None]) ** 2) / sigma[:, :, None])
+    # Exponents are capped at SPLAT_CUTOFF: the capped terms are below 1e-17 of the peak,
+    # and without the cap their products underflow into denormals, which are ~25x slower
+    # on CPUs.
+    def splat(coordinate: torch.Tensor) -> torch.Tensor:  # (B, 40) -> (B, 40, 32)
+        exponent = (grid - coordinate[:, :, None]) ** 2 / sigma[:, :, None]
+        return torch.exp(-exponent.clamp(max=SPLAT_CUTOFF))
+
+    along_y, along_x = splat(curve_y), splat(curve_x)
     intensity = torch.einsum("bpi,bpj->bij", along_y, along_x) / NUM_POINTS  # (B, 32, 32)
     intensity = intensity / (intensity.amax(dim=(1, 2), keepdim=True) + 1e-8)
 

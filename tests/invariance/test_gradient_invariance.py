@@ -1,0 +1,203 @@
+"""The gradient_invariance objective: both estimators against float64 references."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from augplug_datasets.spirograph import FACTOR_RANGES, NUISANCE, SpirographViews, stack_targets
+from augplug_objectives.invariance import GradientInvariance
+from invariance_helpers import Brightness, RowOffset, scale_invariant, tiny_encoder
+
+import augplug
+
+NO_CLAMP = 1e9
+
+
+def spirograph_setup(batch=3, seed=0):
+    dataset = augplug.create("dataset", "spirograph", size=batch, seed=seed, dtype=torch.float64)
+    x = stack_targets(dataset.targets)
+    views = SpirographViews()
+    params = views.sample(x, generator=torch.Generator().manual_seed(seed + 100))
+    return x, views, params, tiny_encoder(3 * 32 * 32)
+
+
+def normalised(encoder, views, x, params):
+    return F.normalize(encoder(views.apply(x, params)), dim=1)
+
+
+def first_order_variance(encoder, views, x, params, names, means, variances) -> torch.Tensor:
+    """mean_b E || J_b (alpha' - alpha_b) ||^2 exactly, from the full Jacobian and the draws' moments."""
+    alpha = torch.stack([params[n] for n in names], 1)
+
+    def h_of(a):
+        return normalised(encoder, views, x, {**params, **{n: a[:, i] for i, n in enumerate(names)}})
+
+    jac = torch.autograd.functional.jacobian(h_of, alpha)  # (B, D, B, k)
+    batch = x.shape[0]
+    per_sample = []
+    for b in range(batch):
+        j = jac[b, :, b, :]
+        offset = means - alpha[b]
+        second_moment = torch.diag(variances) + torch.outer(offset, offset)
+        per_sample.append(torch.trace(j @ second_moment @ j.T))
+    return torch.stack(per_sample).mean()
+
+
+def repeated(objective, encoder, views, x, params, count, tiles, seed=0):
+    """Mean and standard error of ``count`` calls on the batch tiled ``tiles`` times.
+
+    A tiled batch is the same expectation with ``tiles`` x fewer calls (which dominate
+    the cost here) for the same Monte-Carlo error.
+    """
+    x = x.repeat(tiles, *([1] * (x.ndim - 1)))
+    params = {name: value.repeat(tiles) for name, value in params.items()}
+    values = torch.stack(
+        [
+            objective(encoder, views, x, params, generator=torch.Generator().manual_seed(seed + i))
+            for i in range(count)
+        ]
+    ).detach()
+    return values.mean(), values.std() / count**0.5
+
+
+def uniform_moments(names, ranges):
+    low = torch.tensor([ranges[n][0] for n in names], dtype=torch.float64)
+    high = torch.tensor([ranges[n][1] for n in names], dtype=torch.float64)
+    return (low + high) / 2, (high - low) ** 2 / 12
+
+
+def test_paper_estimator_is_unbiased_for_the_first_order_conditional_variance():
+    x, views, params, encoder = spirograph_setup()
+    means, variances = uniform_moments(NUISANCE, FACTOR_RANGES)
+    exact = first_order_variance(encoder, views, x, params, NUISANCE, means, variances)
+    mean, error = repeated(GradientInvariance("paper", num_draws=100, clamp=NO_CLAMP), encoder, views, x, params, 10, 40)
+    assert mean.dtype == torch.float64
+    assert abs(mean - exact) < 4 * error + 1e-3 * exact, (mean, error, exact)
+
+
+def test_difference_estimator_is_unbiased_for_the_conditional_variance():
+    x, views, params, encoder = spirograph_setup()
+    draws = 300
+    with torch.no_grad():
+        h_alpha = normalised(encoder, views, x, params)
+        fresh = views.sample(x.repeat(draws, 1), generator=torch.Generator().manual_seed(7))
+        h_fresh = normalised(encoder, views, x.repeat(draws, 1), fresh).view(draws, *h_alpha.shape)
+        exact = ((h_fresh - h_alpha) ** 2).sum(-1).mean()
+    mean, error = repeated(GradientInvariance("difference", clamp=NO_CLAMP), encoder, views, x, params, 10, 20)
+    assert abs(mean - exact) < 4 * error + 0.01 * exact, (mean, error, exact)
+
+
+def test_both_estimators_agree_when_the_view_is_locally_linear():
+    # A narrow gain range makes the paper's Taylor expansion exact to O(width): both
+    # estimators then estimate the same conditional variance.
+    x = torch.rand(4, 3, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    views = Brightness(0.97, 1.03)
+    params = views.sample(x, generator=torch.Generator().manual_seed(2))
+    encoder = tiny_encoder(48, seed=3)
+    paper, paper_error = repeated(GradientInvariance("paper", clamp=NO_CLAMP), encoder, views, x, params, 10, 100)
+    difference, difference_error = repeated(
+        GradientInvariance("difference", clamp=NO_CLAMP), encoder, views, x, params, 10, 500
+    )
+    means, variances = uniform_moments(["gain"], {"gain": (0.97, 1.03)})
+    exact = first_order_variance(encoder, views, x, params, ["gain"], means, variances)
+    assert exact > 0
+    tolerance = 4 * (paper_error**2 + difference_error**2) ** 0.5 + 0.03 * exact
+    assert abs(paper - difference) < tolerance, (paper, difference, tolerance)
+
+
+@pytest.mark.parametrize("estimator", ["paper", "difference"])
+def test_an_invariant_encoder_is_not_penalised(estimator):
+    x = torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64) + 0.1
+    views = Brightness()
+    params = views.sample(x, generator=torch.Generator().manual_seed(5))
+    objective = GradientInvariance(estimator, num_draws=10)
+    penalty = objective(scale_invariant, views, x, params, generator=torch.Generator().manual_seed(6))
+    assert penalty.abs() < 1e-20
+    sensitive = objective(lambda v: v.mean((2, 3)), views, x, params, generator=torch.Generator().manual_seed(6))
+    assert sensitive.abs() < 1e-20  # normalised mean colour is invariant to a gain too ...
+    unnormalised = GradientInvariance(estimator, num_draws=10, normalize=False)
+    assert unnormalised(lambda v: v.mean((2, 3)), views, x, params) > 1e-6  # ... the raw mean is not
+
+
+def test_difference_reuses_the_pipelines_view_zero_encoding():
+    x, views, params, encoder = spirograph_setup(batch=4)
+    objective = GradientInvariance("difference", clamp=NO_CLAMP)
+    h0 = encoder(views.apply(x, params))
+    h = torch.stack([h0, torch.zeros_like(h0)], 1)  # view 1 must be ignored
+    with_h = objective(encoder, views, x, params, h=h, generator=torch.Generator().manual_seed(3))
+    without = objective(encoder, views, x, params, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(with_h, without)
+
+
+@pytest.mark.parametrize("estimator", ["paper", "difference"])
+def test_gradients_reach_the_encoder_and_draws_follow_the_generator(estimator):
+    x, views, params, encoder = spirograph_setup()
+    objective = GradientInvariance(estimator, num_draws=20, clamp=NO_CLAMP)
+    state = torch.random.get_rng_state()
+    first = objective(encoder, views, x, params, generator=torch.Generator().manual_seed(9))
+    again = objective(encoder, views, x, params, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(first, again)
+    first.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters())
+    assert all(p.grad is None for p in params.values())  # view 0's params are left alone
+
+
+def test_clamp_caps_the_value_and_stops_the_gradient():
+    x, views, params, encoder = spirograph_setup()
+    penalty = GradientInvariance("difference", clamp=1e-9)(encoder, views, x, params)
+    assert penalty.item() == pytest.approx(1e-9)
+    penalty.backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in encoder.parameters())
+
+
+@pytest.mark.parametrize("estimator", ["paper", "difference"])
+def test_pipeline_passes_view_zero_to_the_objective(estimator):
+    x, _, _, encoder = spirograph_setup(batch=4)
+    recipe = {
+        "views": {"name": "spirograph"},
+        "objective": [{"name": "gradient_invariance", "weight": 0.01, "estimator": estimator, "clamp": 1000.0}],
+    }
+    pipeline = augplug.build(recipe)
+    out = pipeline(x, encoder, generator=torch.Generator().manual_seed(11))
+    # The same draws by hand: two views' params, then the objective's own.
+    g = torch.Generator().manual_seed(11)
+    views = pipeline.views[0]
+    params = views.sample(x, generator=g)
+    views.sample(x, generator=g)
+    expected = GradientInvariance(estimator, clamp=1000.0)(encoder, views, x, params, generator=g)
+    torch.testing.assert_close(out.terms["gradient_invariance"], expected.detach())
+    torch.testing.assert_close(out.loss, 0.01 * expected.detach().float())
+    out.loss.backward()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("estimator", ["paper", "difference"])
+def test_low_precision_encoders_give_a_float32_penalty(dtype, estimator):
+    x = torch.rand(4, 3, 4, 4, generator=torch.Generator().manual_seed(1)).to(dtype)
+    views = Brightness()
+    params = views.sample(x, generator=torch.Generator().manual_seed(2))
+    encoder = tiny_encoder(48, dtype=dtype)
+    penalty = GradientInvariance(estimator, num_draws=10)(encoder, views, x, params)
+    assert penalty.dtype == torch.float32 and torch.isfinite(penalty)
+    penalty.backward()
+
+
+def test_bad_arguments_name_themselves():
+    with pytest.raises(ValueError, match="estimator"):
+        augplug.create("objective", "gradient_invariance", estimator="jvp")
+    with pytest.raises(ValueError, match="num_draws"):
+        GradientInvariance(num_draws=0)
+    with pytest.raises(ValueError, match="clamp"):
+        GradientInvariance(clamp=0.0)
+    x, views, params, encoder = spirograph_setup()
+    objective = GradientInvariance()
+    with pytest.raises(TypeError, match="view_generator: expected a parametric"):
+        objective(encoder, RowOffset(), x, params)
+    with pytest.raises(ValueError, match="view_params: expected the params of view 0, got None"):
+        objective(encoder, views, x, None)
+    with pytest.raises(ValueError, match="view_params: missing"):
+        objective(encoder, views, x, {k: v for k, v in params.items() if k != "h"})
+    with pytest.raises(ValueError, match=r"view_params\['h'\]: expected 3 rows"):
+        objective(encoder, views, x, {**params, "h": params["h"][:2]})
