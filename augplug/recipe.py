@@ -45,7 +45,9 @@ With ``samples: k`` the augmenter draws k features and the k losses are averaged
 (``reduction: "mean"``) or summed (``"sum"``, the "free loss" of Zhang et al. 2024).
 With ``keep_original`` (default) the un-augmented pair's loss is added, so the branch
 that FA consumes still trains through it when ``stop_gradient`` is on. ``symmetric``
-averages the loss with the branches' roles swapped.
+averages the loss with the branches' roles swapped; both directions' features go through
+the augmenter in one call, so a support queue never returns this step's own features and
+advances once per step.
 
 Objectives get their inputs by the names in their ``forward`` signature:
 
@@ -381,37 +383,48 @@ class Pipeline(nn.Module):
 
     def _pairwise(self, term, inputs, context, z_split, predictor, generator) -> torch.Tensor:
         directions = [(0, 1), (1, 0)] if self.symmetric else [(0, 1)]
+        heads = [predictor(z_split[a]) if predictor is not None else z_split[a] for a, _ in directions]
+        augmented = (
+            self._augment_all(z_split, heads, directions, generator) if self.features is not None else None
+        )
         losses = []
-        for a, b in directions:
-            online, target = z_split[a], z_split[b]
-            head = predictor(online) if predictor is not None else online
-            pair_losses = []
+        for d, (_, b) in enumerate(directions):
+            target = z_split[b]
+            parts = []
             if self.features is None or self.keep_original:
-                pair_losses.append(term(**self._kwargs(inputs, context, z1=head, z2=target)))
-            if self.features is not None:
-                pair_losses.append(self._augmented_loss(term, inputs, context, online, target, predictor, generator))
-            losses.append(sum(pair_losses))
+                parts.append(term(**self._kwargs(inputs, context, z1=heads[d], z2=target)))
+            if augmented is not None:
+                parts.append(self._augmented_loss(term, inputs, context, heads[d], target, augmented[d], predictor))
+            losses.append(sum(parts))
         return sum(losses) / len(losses)
 
-    def _augment(self, z: torch.Tensor, partner: torch.Tensor, generator) -> torch.Tensor:
+    def _augment_all(self, z_split, heads, directions, generator) -> list[torch.Tensor]:
+        """Augment what every direction consumes in ONE call, split back per direction.
+
+        One call matters for stateful augmenters: a support queue looks up all of this
+        step's features before it enqueues any, so no lookup can return this step's own
+        (other-view) features, and the queue advances once per step.
+        """
+        if self.placement in ("basic", "parallel"):  # A takes the target branch
+            consumed = [z_split[b] for _, b in directions]
+            partners = [z_split[a] for a, _ in directions]
+        else:  # A takes the online branch, before or after the predictor
+            online = [z_split[a] for a, _ in directions] if self.placement == "pre_predictor" else heads
+            consumed, partners = online, [z_split[b] for _, b in directions]
+        z, partner = torch.cat(consumed), torch.cat(partners)
         if self.stop_gradient:
             z, partner = z.detach(), partner.detach()
-        out = self.features(z, partner=partner, k=self.samples, generator=generator)
-        return out  # (B, k, D)
+        out = self.features(z, partner=partner, k=self.samples, generator=generator)  # (n*B, k, D)
+        return list(out.split(z_split[0].shape[0]))
 
-    def _augmented_loss(self, term, inputs, context, online, target, predictor, generator) -> torch.Tensor:
+    def _augmented_loss(self, term, inputs, context, head, target, augmented, predictor) -> torch.Tensor:
         if self.placement in ("basic", "parallel"):
-            head = predictor(online) if predictor is not None else online
-            augmented = self._augment(target, online, generator)
             pairs = [(head, augmented[:, i]) for i in range(self.samples)]
         elif self.placement == "pre_predictor":
-            augmented = self._augment(online, target, generator)
             b, k, d = augmented.shape
             predicted = predictor(augmented.reshape(b * k, d)).reshape(b, k, -1)
             pairs = [(predicted[:, i], target) for i in range(self.samples)]
         else:  # post_predictor
-            head = predictor(online)
-            augmented = self._augment(head, target, generator)
             pairs = [(augmented[:, i], target) for i in range(self.samples)]
         losses = torch.stack([term(**self._kwargs(inputs, context, z1=p, z2=t)).float() for p, t in pairs])
         return losses.sum() if self.reduction == "sum" else losses.mean()

@@ -187,6 +187,33 @@ def test_feature_placements_match_reference(placement, reduction, keep_original)
     assert int(pipe.state_dict()["features.calls"]) == 1  # stateful augmenters live in the state_dict
 
 
+@pytest.mark.parametrize("placement", ["basic", "post_predictor"])
+def test_symmetric_pipeline_augments_both_directions_in_one_call(placement):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    enc_w, pred_w = torch.randn(3, 3, generator=g, dtype=torch.float64), torch.randn(3, 3, generator=g, dtype=torch.float64)
+    step = 0.5
+    pipe = augplug.build({**BASE, "features": {"name": "offsets", "step": step, "placement": placement}})
+    predictor = None if placement == "basic" else linear(pred_w)
+    out = pipe(x, linear(enc_w), predictor=predictor, generator=torch.Generator().manual_seed(2))
+    assert int(pipe.features.calls) == 1
+    gen = torch.Generator().manual_seed(2)
+    z = [(x * (0.5 + torch.rand(4, generator=gen))[:, None]) @ enc_w for _ in range(2)]
+    q = (lambda v: v) if predictor is None else predictor
+
+    def dist(a, b):
+        return ((a - b) ** 2).sum(1).mean()
+
+    def direction(a, b):
+        if placement == "basic":
+            augmented = dist(z[a], z[b] + step * z[a])
+        else:
+            augmented = dist(q(z[a]) + step * z[b], z[b])
+        return dist(q(z[a]), z[b]) + augmented
+
+    torch.testing.assert_close(out.loss.double(), (direction(0, 1) + direction(1, 0)) / 2)
+
+
 def test_stop_gradient_blocks_the_branch_fa_consumes():
     x = torch.randn(4, 3)
     for stop in (True, False):
