@@ -14,8 +14,8 @@ train and test. This set keeps that structure with nothing to download:
   ``NOISE_PEAK`` times the content's peak.
 
 Clips are 8064 samples at 8 kHz (1.008 s: 63 hops of 128, so the default ``log_mel``
-gives 64 x 64). Both labels are exactly balanced and independent (every content x noise
-pair equally often, up to the remainder of ``size / 30``). Generation is batched: two
+gives 64 x 64). Both labels are balanced and independent: every content x noise pair
+comes equally often (exactly when 30 divides ``size``, to within one clip otherwise). Generation is batched: two
 real FFT pairs and a few elementwise passes over (N, T), a few thousand clips per second
 on a CPU.
 """
@@ -28,7 +28,7 @@ import torch
 
 from augplug.components import MultiTaskDataset, Task
 
-__all__ = ["NOISE_PEAK", "NUM_SAMPLES", "SAMPLE_RATE", "AudioPatterns", "audio_patterns"]
+__all__ = ["NOISE_PEAK", "NUM_SAMPLES", "SAMPLE_RATE", "AudioPatterns", "audio_patterns", "balanced_labels"]
 
 SAMPLE_RATE = 8000
 NUM_SAMPLES = 8064
@@ -82,6 +82,17 @@ def _gaussian_bump(frequency: torch.Tensor, centre: torch.Tensor, width: torch.T
     return torch.exp(-0.5 * ((frequency - centre) / width) ** 2)
 
 
+def balanced_labels(size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(content, noise) labels, int64 (size,): balanced, independent, in shuffled order.
+
+    Clip k of a shuffled 0..size-1 gets (k mod 10, k mod 3); that map is one-to-one on 0..29
+    (10 and 3 are coprime), so each label is balanced to within one clip and every
+    (content, noise) pair comes equally often to within one (exactly when 30 divides size).
+    """
+    order = torch.randperm(size, generator=generator)
+    return order % 10, order % 3
+
+
 def audio_patterns(
     split: str = "train", size: int | None = None, seed: int = 0, device: str | torch.device = "cpu"
 ) -> AudioPatterns:
@@ -113,10 +124,7 @@ def audio_patterns(
     clips = torch.Generator().manual_seed(2 * seed + split_index + 1)
     first_speaker = 0 if split == "train" else TRAIN_SPEAKERS
     split_speakers = TRAIN_SPEAKERS if split == "train" else TEST_SPEAKERS
-    # Every (content, noise) pair equally often, then shuffled: exact balance and independence.
-    pair = torch.arange(size) % 30
-    order = torch.randperm(size, generator=clips)
-    content, noise = pair[order] % 10, pair[order] // 10
+    content, noise = balanced_labels(size, clips)
     speaker = first_speaker + torch.randint(split_speakers, (size,), generator=clips)
 
     seconds = 0.6 * tempo[speaker] * _uniform(clips, size, 0.9, 1.1)
