@@ -30,6 +30,16 @@ def tiny_encoder(channels: int = 3, dim: int = 16) -> nn.Module:
     )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These tensors are tiny: a second intra-op thread only adds hand-off cost (and, on a
+    busy 2-core machine, spin-waiting that made the training run ~20x slower)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def contrastive_loss():
     return nt_xent
