@@ -1,0 +1,57 @@
+"""Under torch.distributed every rank's queue receives all ranks' features, in rank order."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    import torch
+    import torch.distributed as dist
+    from augplug_features.support_queue import NearestNeighbour
+
+    rank, store, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    aug = NearestNeighbour(dim=4, size=10)  # direct import: the registry would load every plugin
+    gen = torch.Generator().manual_seed(rank)
+    batches = [torch.randn(3, 4, generator=gen) for _ in range(3)]
+    neighbours = [aug(z) for z in batches]
+    torch.save({"batches": batches, "neighbours": neighbours, "state": aug.state_dict()}, out)
+    dist.destroy_process_group()
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_ranks_fill_identical_queues_with_everyones_features(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    store = tmp_path / "store"
+    outs = [tmp_path / f"rank{r}.pt" for r in range(2)]
+    workers = [
+        subprocess.Popen([sys.executable, str(script), str(r), str(store), str(outs[r])])
+        for r in range(2)
+    ]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0]
+    results = [torch.load(out) for out in outs]
+    for key, value in results[0]["state"].items():
+        assert torch.equal(value, results[1]["state"][key]), key
+    # Three steps of 2 ranks x 3 rows = 18 rows through a 10-row queue: pointer 8, full.
+    state = results[0]["state"]
+    assert int(state["queue.count"]) == 10 and int(state["queue.pointer"]) == 18 % 10
+    rows = [torch.cat([r["batches"][step] for r in results]) for step in range(3)]
+    expected = torch.nn.functional.normalize(torch.cat(rows), dim=-1)[-10:]
+    order = (int(state["queue.pointer"]) + torch.arange(10)) % 10  # oldest first
+    torch.testing.assert_close(state["queue.features"][order], expected)
+    # The second step's lookup already sees the other rank's first batch.
+    first_step = torch.nn.functional.normalize(rows[0], dim=-1)
+    for r in range(2):
+        found = (results[r]["neighbours"][1][:, None] == first_step[None]).all(-1).any(-1)
+        assert found.all()
