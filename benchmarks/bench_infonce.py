@@ -1,0 +1,140 @@
+"""NT-Xent forward + backward: augplug's tiled InfoNCE beside the materialised 2N x 2N loss.
+
+    python benchmarks/bench_infonce.py --device cuda --sizes 4096 16384 32768 131072 --dtypes float32 bfloat16
+    python benchmarks/bench_infonce.py --device cpu --sizes 256 1024 2048 --dtypes float32 bfloat16
+
+"naive" is NT-Xent as lightly's ``NTXentLoss`` computes it (normalise, the full 2N x 2N
+logits in the input dtype, cross-entropy), written inline so the benchmark runs without
+lightly; lightly's own loss is timed too when it is importable. "matmul" is one
+(2N, d) @ (d, 2N) similarity matmul in the input dtype: the floor. An exact forward +
+backward needs at least three of them (similarities, then one per gradient); augplug's
+tiled loss does four (it recomputes the similarities in the backward instead of storing
+them). Times are medians after warm-up (CUDA events on GPU, perf_counter on CPU); memory
+is the peak above what was allocated before the call (CUDA allocator peak on GPU, the
+resident-set high-water mark on CPU, see infonce_memory.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from augplug_objectives.infonce import InfoNCE
+from infonce_memory import naive_nt_xent, peak_cpu_bytes, use_mmap_for_large_allocations
+
+TEMPERATURE = 0.1
+
+
+def _lightly_loss() -> Callable | None:
+    try:
+        from lightly.loss import NTXentLoss
+    except ImportError:
+        return None
+    return NTXentLoss(temperature=TEMPERATURE)
+
+
+def _median_ms(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            stop.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(stop))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _peak_mib(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    return peak_cpu_bytes(fn) / 2**20
+
+
+def _available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 16384, 32768, 131072], help="N (pairs)")
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--tile-size", type=int, default=None, help="augplug's tile rows (default: its own)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    use_mmap_for_large_allocations()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'CPU'}"
+    print(f"{datetime.date.today()}  torch {torch.__version__}  {name}  threads={torch.get_num_threads()}")
+    print(f"d={args.dim}, temperature={TEMPERATURE}, medians of {args.repeats} after {args.warmup} warm-up\n")
+    print("| N | dtype | impl | fwd+bwd ms | x matmul | peak MiB | loss |")
+    print("|---|---|---|---|---|---|---|")
+
+    augplug_loss = InfoNCE(temperature=TEMPERATURE, tile_size=args.tile_size)
+    lightly_loss = _lightly_loss()
+    gen = torch.Generator(device=device).manual_seed(0)
+    for n in args.sizes:
+        for dtype_name in args.dtypes:
+            dtype = getattr(torch, dtype_name)
+            z1 = torch.randn(n, args.dim, device=device, dtype=dtype, generator=gen)
+            z2 = torch.randn(n, args.dim, device=device, dtype=dtype, generator=gen)
+            both = torch.cat([z1, z2])
+            matmul_ms = _median_ms(lambda both=both: both @ both.T, device, args.warmup, args.repeats)
+            print(f"| {n} | {dtype_name} | matmul (floor) | {matmul_ms:.2f} | 1.0 | | |")
+
+            impls = {"naive": lambda a, b: naive_nt_xent(a, b, TEMPERATURE), "augplug": augplug_loss}
+            if lightly_loss is not None:
+                impls["lightly"] = lightly_loss
+            for impl, loss_fn in impls.items():
+                # The materialised loss holds a few (2N)^2 matrices; skip what cannot fit.
+                needs = 4 * (2 * n) ** 2 * dtype.itemsize
+                if impl != "augplug" and needs > 0.8 * _available_bytes(device):
+                    print(f"| {n} | {dtype_name} | {impl} | skipped (needs ~{needs / 2**30:.0f} GiB) | | | |")
+                    continue
+                value = []
+
+                def step(loss_fn=loss_fn, value=value, z1=z1, z2=z2) -> None:
+                    a, b = z1.detach().requires_grad_(True), z2.detach().requires_grad_(True)
+                    loss = loss_fn(a, b)
+                    loss.backward()
+                    value[:] = [loss.detach()]
+
+                try:
+                    ms = _median_ms(step, device, args.warmup, args.repeats)
+                    peak = _peak_mib(step, device)
+                except torch.OutOfMemoryError:
+                    print(f"| {n} | {dtype_name} | {impl} | OOM | | | |")
+                    torch.cuda.empty_cache()
+                    continue
+                loss = float(value[0])
+                print(f"| {n} | {dtype_name} | {impl} | {ms:.2f} | {ms / matmul_ms:.1f} | {peak:.1f} | {loss:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
