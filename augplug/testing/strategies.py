@@ -61,7 +61,7 @@ def image_batches(
     dtypes: Sequence[torch.dtype] = (torch.float32,),
     device: str | torch.device = "cpu",
 ) -> st.SearchStrategy[torch.Tensor]:
-    """(B, C, H, W) images in [0, 1]: uniform noise, a constant image (0, 1 or any grey), or binary."""
+    """(B, C, H, W) images in [0, 1] (H, W each from ``size``): uniform noise, constant 0, 0.5 or 1, or binary."""
     side = _sizes(size, "size")
     fills = {
         "uniform": lambda shape, g: torch.rand(shape, generator=g),
