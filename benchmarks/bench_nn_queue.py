@@ -31,23 +31,33 @@ import augplug
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def median_ms(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
+def median_ms(
+    candidates: dict[str, Callable[[], object]], device: torch.device, warmup: int, repeats: int
+) -> dict[str, float]:
+    """Median milliseconds per call of each candidate, timed round-robin.
+
+    Interleaving the candidates means a busy shared machine slows them all alike, so
+    their ratios stay meaningful even when the absolute times drift.
+    """
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in candidates.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            start = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        for name, fn in candidates.items():
+            if device.type == "cuda":
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                torch.cuda.synchronize()
+                times[name].append(start.elapsed_time(end))
+            else:
+                start_s = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - start_s) * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def lightly_bank(queue: int, dim: int) -> torch.nn.Module | str:
@@ -63,6 +73,8 @@ def lightly_bank(queue: int, dim: int) -> torch.nn.Module | str:
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     gen = torch.Generator(device=device).manual_seed(0)
     lightly_note = None
@@ -88,18 +100,17 @@ def run(args: argparse.Namespace) -> None:
         def floor(unit_queue=unit_queue, unit_z=unit_z):
             return (unit_z @ unit_queue.t()).topk(1, dim=-1)
 
+        candidates = {"augplug": lambda: ours(z), "floor": floor}  # noqa: B023
+        bank = lightly_bank(args.queue, args.dim)
+        if isinstance(bank, str):
+            lightly_note = bank
+        else:
+            bank = bank.to(device=device, dtype=dtype)
+            bank(fill, update=True)
+            candidates["lightly"] = lambda: bank(z, update=True)  # noqa: B023
         with torch.no_grad():
-            ours_ms = median_ms(lambda: ours(z), device, args.warmup, args.repeats)  # noqa: B023
-            floor_ms = median_ms(floor, device, args.warmup, args.repeats)
-            bank = lightly_bank(args.queue, args.dim)
-            if isinstance(bank, str):
-                lightly_ms, lightly_note = None, bank
-            else:
-                bank = bank.to(device=device, dtype=dtype)
-                bank(fill, update=True)
-                lightly_ms = median_ms(
-                    lambda: bank(z, update=True), device, args.warmup, args.repeats
-                )  # noqa: B023
+            ms = median_ms(candidates, device, args.warmup, args.repeats)
+        ours_ms, floor_ms, lightly_ms = ms["augplug"], ms["floor"], ms.get("lightly")
         lightly_cell = f"{lightly_ms:.3f}" if lightly_ms else "-"
         ratio_cell = f"{ours_ms / lightly_ms:.2f}" if lightly_ms else "-"
         print(
@@ -119,6 +130,7 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["fp32", "bf16"])
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads")
     run(parser.parse_args())
 
 
