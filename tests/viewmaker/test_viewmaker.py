@@ -132,6 +132,17 @@ def test_gradient_reversal_negates_exactly_the_viewmaker_gradients(contrastive_l
     # the input's gradient (e.g. to an earlier learned stage) is not reversed
     assert torch.equal(x_grad_reversed, x_grad_plain)
 
+    # pass 2 of the reference two-pass schedule (encoder frozen, negated loss) gives the
+    # viewmaker the very gradient that the one-pass reversal gives
+    second_pass_vm = copy.deepcopy(plain_vm)
+    second_pass_vm.zero_grad()
+    frozen_encoder = copy.deepcopy(plain_encoder).requires_grad_(False)
+    g = seeded(11)
+    v1, v2 = second_pass_vm(x, generator=g), second_pass_vm(x, generator=g)
+    (-contrastive_loss(frozen_encoder(v1), frozen_encoder(v2))).backward()
+    for p, q in zip(reversed_vm.parameters(), second_pass_vm.parameters()):
+        assert torch.equal(p.grad, q.grad)
+
 
 def test_freeze_after_stops_the_gradient_but_not_the_views():
     vm = small_viewmaker(freeze_after=2)
