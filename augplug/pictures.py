@@ -149,11 +149,10 @@ def view_grid(
         left = gap
         for cell, cell_width in zip(cells, widths):
             big = cell.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+            big = big.permute(0, 2, 3, 1)  # (rows, h, w, 3)
             for r in range(rows):  # a handful of rows of a picture, not a forward path
                 top_px = gap + r * (cell_height + gap)
-                canvas[top_px : top_px + big.shape[-2], left : left + cell_width] = big[r].permute(
-                    1, 2, 0
-                )
+                canvas[top_px : top_px + big.shape[1], left : left + cell_width] = big[r]
             left += cell_width + gap
     return canvas
 
