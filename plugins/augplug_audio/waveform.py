@@ -109,21 +109,19 @@ def coloured_noise(
     device: torch.device | str,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Gaussian noise with power spectrum ``1 / f**exponent`` along the last dim, unit mean power per row.
+    """Gaussian noise (float32) with power spectrum ``1 / f**exponent`` along the last dim.
 
-    Shaped in the frequency domain (one rFFT pair, float32). The DC bin gets the gain of
-    the lowest non-zero frequency instead of an infinite one. Each leading-dim row (a
-    sample) is scaled to mean power exactly 1 over all its other dims.
+    Shaped in the frequency domain (one rFFT pair; none for white noise). The DC bin gets
+    the gain of the lowest non-zero frequency instead of an infinite one. The level is
+    arbitrary: :class:`AddNoise` scales the noise to the drawn SNR by its measured power.
     """
     noise = rng.normal(tuple(shape), device=device, generator=generator)
+    if exponent == 0.0:
+        return noise
     frames = noise.shape[-1]
-    if exponent != 0.0:
-        spectrum = torch.fft.rfft(noise, dim=-1)
-        frequency = torch.fft.rfftfreq(frames, device=noise.device).clamp_min(1.0 / frames)
-        noise = torch.fft.irfft(spectrum * frequency.pow(-exponent / 2.0), n=frames, dim=-1)
-    dims = tuple(range(1, noise.ndim))
-    power = noise.square().mean(dim=dims, keepdim=True)
-    return noise * power.clamp_min(torch.finfo(noise.dtype).tiny).rsqrt()
+    spectrum = torch.fft.rfft(noise, dim=-1)
+    frequency = torch.fft.rfftfreq(frames, device=noise.device).clamp_min(1.0 / frames)
+    return torch.fft.irfft(spectrum * frequency.pow(-exponent / 2.0), n=frames, dim=-1)
 
 
 class AddNoise(ParametricViewGenerator):
@@ -135,7 +133,8 @@ class AddNoise(ParametricViewGenerator):
     ``"pink"`` (1/f) or ``"brown"`` (1/f**2). The viewmaker reference adds white noise of a
     fixed power instead; the SNR range ``(10, 30)`` dB is our choice. ``snr_db=(inf, inf)``
     adds nothing; a silent clip stays silent. Params: ``snr_db`` (float32, (B,)) and
-    ``noise`` (float32, unit power per sample), both differentiable.
+    ``noise`` (float32, the input's shape, any level: ``apply`` scales it by its measured
+    power), both differentiable.
     """
 
     input_layout = WAVEFORM_LAYOUT
@@ -160,11 +159,14 @@ class AddNoise(ParametricViewGenerator):
         snr_db = param(params, "snr_db", x, (x.shape[0],)).to(dtype)
         noise = param(params, "noise", x, tuple(x.shape)).to(dtype)
         signal = x.to(dtype)
-        signal_power = signal.square().mean(dim=tuple(range(1, x.ndim)))
-        noise_power = noise.square().mean(dim=tuple(range(1, x.ndim)))
-        # Replayed or hand-made noise need not have unit power; scale by its own power.
+        dims, count = tuple(range(1, x.ndim)), x[0].numel()
+        # Norms reduce in one pass without materialising squares.
+        signal_power = torch.linalg.vector_norm(signal, dim=dims).square() / count
+        noise_power = torch.linalg.vector_norm(noise, dim=dims).square() / count
+        # The drawn noise has no set level: measuring its power here costs one read, where
+        # normalising it in sample() would cost a read and a write.
         scale = torch.sqrt(signal_power * torch.pow(10.0, -snr_db / 10.0) / noise_power.clamp_min(1e-30))
-        return (signal + _per_sample(scale, x) * noise).to(x.dtype)
+        return torch.addcmul(signal, noise, _per_sample(scale, x)).to(x.dtype)
 
 
 class RandomTimeShift(ParametricViewGenerator):

@@ -116,7 +116,6 @@ def test_noise_has_the_drawn_snr(colour, x, seed):
 @pytest.mark.parametrize(("colour", "exponent"), sorted(NOISE_COLOURS.items()))
 def test_noise_colour_has_the_stated_spectral_slope(colour, exponent):
     noise = coloured_noise((64, 4096), NOISE_COLOURS[colour], device="cpu", generator=generator(1))
-    torch.testing.assert_close(noise.square().mean(1), torch.ones(64), rtol=1e-4, atol=1e-4)
     power = torch.fft.rfft(noise.double(), dim=-1).abs().square().mean(0)[1:]
     frequency = torch.fft.rfftfreq(4096, dtype=torch.float64)[1:]
     design = torch.stack([torch.log(frequency), torch.ones_like(frequency)], 1)
