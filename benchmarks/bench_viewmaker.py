@@ -8,8 +8,8 @@ on the CPU. Rows (each a full training step):
 
 * ``model only`` - two views made beforehand; forward, backward, SGD step;
 * ``expert views`` - two views from augplug's ``simclr`` recipe (only if it is registered);
-* ``viewmaker, one pass`` - two viewmaker views with gradient reversal, ONE backward,
-  both optimizers step;
+* ``viewmaker, one pass`` - two viewmaker views (one call on the batch stacked twice) with
+  gradient reversal, ONE backward, both optimizers step;
 * ``reference two-pass`` - the reference's alternating schedule: an encoder step on views
   made without a viewmaker graph, then fresh views and a viewmaker step on the negated
   loss with the encoder frozen (``gradient_reversal=False``);
@@ -131,6 +131,7 @@ def make_steps(
     reference_opt = torch.optim.Adam(reference_viewmaker.parameters(), lr=1e-3)
     generator = torch.Generator(device=device).manual_seed(0)
     premade = torch.cat((x, x.flip(-1)))
+    pair = torch.cat((x, x))
 
     def autocast():
         if dtype == torch.float32:
@@ -150,10 +151,10 @@ def make_steps(
         encoder_step(premade, encoder_opt)
 
     def viewmaker_one_pass() -> None:
+        # Both views in one call: every row draws its own noise and instance norm is
+        # per sample, so the two halves are two independent views.
         with autocast():
-            views = torch.cat(
-                (viewmaker(x, generator=generator), viewmaker(x, generator=generator))
-            )
+            views = viewmaker(pair, generator=generator)
         encoder_step(views, encoder_opt, viewmaker_opt)
 
     def reference_two_pass() -> None:
@@ -193,9 +194,7 @@ def make_steps(
 
         def combined_views() -> None:
             with autocast():
-                views = torch.cat(
-                    (combined(x, generator=generator), combined(x, generator=generator))
-                )
+                views = combined(pair, generator=generator)
             encoder_step(views, encoder_opt, viewmaker_opt)
 
         steps["expert views (simclr)"] = expert_views
