@@ -266,3 +266,16 @@ def test_cuda_generator_and_autocast_bf16():
         ValueError, match="generator: expected a generator on the batch's device type"
     ):
         vm(x, generator=torch.Generator())
+
+
+def test_examples_are_independent_so_one_call_can_make_both_views():
+    vm = small_viewmaker()
+    x = torch.rand(3, 3, 7, 9)
+    pair = torch.cat((x, x))
+    params = vm.sample(pair, generator=seeded(5))
+    views = vm.apply(pair, params)
+    v1, v2 = views.chunk(2)
+    assert not torch.equal(v1, v2)
+    # each row depends only on its own input and noise (instance norm, no batch statistics)
+    for rows in (slice(0, 1), slice(2, 5)):
+        torch.testing.assert_close(vm.apply(pair[rows], params.index(rows)), views[rows])
