@@ -215,3 +215,44 @@ def test_gradients_flow_through_stateless_augmenters():
             z, partner=partner, k=2, generator=torch.Generator().manual_seed(0)
         ).sum().backward()
         assert z.grad is not None and torch.isfinite(z.grad).all()
+
+
+@given(alpha=st.floats(0.05, 20.0), fold=st.booleans(), seed=st.integers(0, 2**16))
+def test_mixup_coefficient_range_for_any_alpha(alpha, fold, seed):
+    aug = augplug.create("features", "mixup", alpha=alpha, fold=fold)
+    out = aug(torch.eye(6), k=5, generator=torch.Generator().manual_seed(seed)).double()
+    own = out[torch.arange(6), :, torch.arange(6)]
+    assert ((own >= (0.5 if fold else 0.0)) & (own <= 1.0)).all()
+    torch.testing.assert_close(out.sum(-1), torch.ones(6, 5, dtype=torch.float64))
+
+
+@given(alpha=st.floats(0.05, 20.0), per_dimension=st.booleans(), seed=st.integers(0, 2**16))
+def test_extrapolation_coefficient_range_for_any_alpha(alpha, per_dimension, seed):
+    aug = augplug.create("features", "extrapolate", alpha=alpha, per_dimension=per_dimension)
+    lam = aug(
+        torch.ones(4, 9),
+        partner=torch.zeros(4, 9),
+        k=3,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    assert ((lam >= 1.0) & (lam <= 2.0)).all()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_forward_has_no_host_sync(name, dtype):
+    from augplug.checks import validation
+
+    aug = make(name, 16).cuda()
+    z = torch.randn(32, 16, device="cuda", dtype=dtype)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    aug(z, partner=z.flip(0), k=2, generator=gen)  # first call: any lazy set-up
+    torch.cuda.synchronize()
+    with validation(False):  # the finiteness check is the one documented sync
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            out = aug(z, partner=z.flip(0), k=2, generator=gen)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert out.shape == (32, 2, 16) and out.dtype == dtype
