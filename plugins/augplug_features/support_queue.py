@@ -11,7 +11,8 @@ Both share :class:`SupportQueue`:
 * slots not yet filled are pushed out of the top-k by a bias added inside that same
   ``addmm``: no host sync, no boolean indexing;
 * the batch is enqueued *after* the lookup, only in training mode, gathered from every rank
-  under DDP (without gradient); a batch that wraps past the end continues at slot 0.
+  under DDP (without gradient; so every rank must pass the same batch size, as
+  ``all_gather`` requires); a batch that wraps past the end continues at slot 0.
 """
 
 from __future__ import annotations
