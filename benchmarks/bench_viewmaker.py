@@ -91,24 +91,36 @@ def nt_xent(z: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- timing
-def timer(device: torch.device, fn: Callable[[], object], warmup: int, repeats: int) -> float:
-    """Median milliseconds of ``fn`` after ``warmup`` calls."""
-    for _ in range(warmup):
+def time_once(device: torch.device, fn: Callable[[], object]) -> float:
+    """Milliseconds of one call of ``fn``."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
         fn()
-    times = []
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end)
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
+
+
+def median_times(
+    device: torch.device, steps: dict[str, Callable[[], object]], warmup: int, repeats: int
+) -> dict[str, float]:
+    """Median milliseconds per step after ``warmup`` calls each.
+
+    The steps take turns (one call of each per round), so a change in machine load
+    during the run affects every row alike instead of whichever row ran at the time.
+    """
+    for fn in steps.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {label: [] for label in steps}
     for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            start = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        for label, fn in steps.items():
+            samples[label].append(time_once(device, fn))
+    return {label: statistics.median(values) for label, values in samples.items()}
 
 
 def forward_flops(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> int:
@@ -241,7 +253,7 @@ def main() -> None:
             f"viewmaker {viewmaker_flops / 1e9:.3f} (ratio {viewmaker_flops / encoder_flops:.2f}; "
             f"floor of the viewmaker step {1 + viewmaker_flops / encoder_flops:.2f}x model only)"
         )
-        times = {label: timer(device, fn, args.warmup, args.repeats) for label, fn in steps.items()}
+        times = median_times(device, steps, args.warmup, args.repeats)
         base = times["model only"]
         reference = times["reference two-pass"]
         print("| step | ms | vs model only | vs reference two-pass |\n|---|---|---|---|")
