@@ -35,11 +35,25 @@ __all__ = [
 _LUMA = (0.299, 0.587, 0.114)
 
 # RGB -> YIQ (NTSC); hue rotation in YIQ turns the (I, Q) chroma plane and keeps luma Y.
-_RGB_TO_YIQ = (
-    (0.299, 0.587, 0.114),
-    (0.596, -0.274, -0.322),
-    (0.211, -0.523, 0.312),
+_RGB_TO_YIQ = torch.tensor(
+    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64
 )
+
+
+def _yiq_rotation_terms() -> tuple[list[list[float]], list[list[float]], list[list[float]]]:
+    """``inv(T) @ R(angle) @ T = FIXED + cos(angle) * COS + sin(angle) * SIN`` as Python floats.
+
+    Plain floats, so building a per-sample matrix on the GPU needs no host-to-device copy.
+    """
+    inverse = torch.linalg.inv(_RGB_TO_YIQ)
+    keep, cos_part, sin_part = (torch.zeros(3, 3, dtype=torch.float64) for _ in range(3))
+    keep[0, 0] = 1.0
+    cos_part[1, 1] = cos_part[2, 2] = 1.0
+    sin_part[1, 2], sin_part[2, 1] = -1.0, 1.0
+    return tuple((inverse @ m @ _RGB_TO_YIQ).tolist() for m in (keep, cos_part, sin_part))
+
+
+_YIQ_FIXED, _YIQ_COS, _YIQ_SIN = _yiq_rotation_terms()
 
 
 def _per_sample(value: torch.Tensor, ndim: int = 4) -> torch.Tensor:
@@ -133,25 +147,15 @@ def hue_rotate_yiq(x: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
     et al. 2021): linear in the image and smooth in ``hue``, so its Taylor expansion in the
     parameters is accurate. Luma is kept; the result is clamped to [0, 1].
     """
-    to_yiq = torch.tensor(_RGB_TO_YIQ, dtype=x.dtype, device=x.device)
     angle = hue.to(x.dtype) * (2 * math.pi)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    one, zero = torch.ones_like(cos), torch.zeros_like(cos)
-    rotation = torch.stack(
-        (
-            torch.stack((one, zero, zero), -1),
-            torch.stack((zero, cos, -sin), -1),
-            torch.stack((zero, sin, cos), -1),
-        ),
-        -2,
-    )
-    matrix = torch.linalg.inv(to_yiq) @ rotation @ to_yiq  # (B, 3, 3)
-    r, g, b = x.unbind(-3)
+    cos, sin = _per_sample(torch.cos(angle), 3), _per_sample(torch.sin(angle), 3)
+    rgb = x.unbind(-3)
     # Three weighted sums per output channel: elementwise, so any memory format is kept.
     channels = [
-        _per_sample(matrix[:, i, 0], 3) * r
-        + _per_sample(matrix[:, i, 1], 3) * g
-        + _per_sample(matrix[:, i, 2], 3) * b
+        sum(
+            (_YIQ_FIXED[i][j] + _YIQ_COS[i][j] * cos + _YIQ_SIN[i][j] * sin) * rgb[j]
+            for j in range(3)
+        )
         for i in range(3)
     ]
     return torch.stack(channels, -3).clamp(0.0, 1.0)

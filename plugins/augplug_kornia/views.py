@@ -67,6 +67,8 @@ Size = int | Sequence[int]
 
 #: Rejection-sampling attempts per crop before the fallback, as torchvision and Kornia do.
 CROP_ATTEMPTS = 10
+#: U(0, 1) draws per crop: an area and a ratio per attempt, and the position.
+CROP_DRAWS = 2 * CROP_ATTEMPTS + 2
 #: Crops of outputs this small default to scale (0.2, 1): 8% of a 32 px image is a ~9 px patch.
 SMALL_IMAGE = 32
 _HUE_SPACES = ("hsv", "yiq")
@@ -176,28 +178,24 @@ class BlurStage:
 
 
 def sample_crop_boxes(
-    batch: int,
+    uniforms: torch.Tensor,
     height: int,
     width: int,
     scale: tuple[float, float],
     ratio: tuple[float, float],
-    *,
-    device: torch.device,
-    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """RandomResizedCrop boxes (B, 4) ``(x0, y0, x1, y1)``, corners inclusive, without a host sync.
 
-    torchvision's rule, batched: up to :data:`CROP_ATTEMPTS` draws of an area fraction
-    U(scale) and a log-uniform aspect ratio; the first draw that fits is kept; if none fits,
-    the whole image cropped to the nearest allowed ratio. The position is uniform. Sizes stay
-    continuous (not rounded to pixels), so the box is differentiable.
+    ``uniforms`` is (B, :data:`CROP_DRAWS`) of U(0, 1) draws. torchvision's rule, batched: up
+    to :data:`CROP_ATTEMPTS` draws of an area fraction U(scale) and a log-uniform aspect
+    ratio; the first that fits is kept; if none fits, the whole image cropped to the nearest
+    allowed ratio. The position is uniform. Sizes stay continuous (not rounded to pixels), so
+    the box is differentiable.
     """
-    shape = (batch, CROP_ATTEMPTS)
-    area = rng.uniform(shape, scale[0], scale[1], device=device, generator=generator) * (height * width)
-    log_ratio = rng.uniform(
-        shape, math.log(ratio[0]), math.log(ratio[1]), device=device, generator=generator
-    )
-    aspect = torch.exp(log_ratio)
+    area_u, ratio_u, position_u = uniforms.split((CROP_ATTEMPTS, CROP_ATTEMPTS, 2), dim=1)
+    area = (scale[0] + (scale[1] - scale[0]) * area_u) * (height * width)
+    log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(log_low + (log_high - log_low) * ratio_u)
     crop_w = torch.sqrt(area * aspect)
     crop_h = torch.sqrt(area / aspect)
     fits = (crop_w <= width) & (crop_h <= height)
@@ -212,8 +210,8 @@ def sample_crop_boxes(
         fallback_w, fallback_h = width, height
     crop_w = torch.where(found, crop_w.gather(1, first).squeeze(1), fallback_w).clamp(min=1.0)
     crop_h = torch.where(found, crop_h.gather(1, first).squeeze(1), fallback_h).clamp(min=1.0)
-    x0 = rng.uniform((batch,), 0.0, 1.0, device=device, generator=generator) * (width - crop_w)
-    y0 = rng.uniform((batch,), 0.0, 1.0, device=device, generator=generator) * (height - crop_h)
+    x0 = position_u[:, 0] * (width - crop_w)
+    y0 = position_u[:, 1] * (height - crop_h)
     return torch.stack((x0, y0, x0 + crop_w - 1, y0 + crop_h - 1), -1)
 
 
@@ -266,37 +264,52 @@ class ImageViews(ParametricViewGenerator):
             )
         return x
 
+    @property
+    def num_draws(self) -> int:
+        """U(0, 1) numbers drawn per sample: one per parameter (and :data:`CROP_DRAWS` per crop)."""
+        return (
+            (CROP_DRAWS if self.crop is not None else 0)
+            + (self.flip_p is not None)
+            + (5 if self.jitter is not None else 0)
+            + (self.grayscale_p is not None)
+            + (2 if self.blur is not None else 0)
+            + (self.solarize_p is not None)
+        )
+
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         """Draw every stage's per-sample parameters on ``x``'s device (float32 values, bool masks)."""
         x = self._check_input(x)
-        batch, device = x.shape[0], x.device
-        params = Params()
+        # One RNG call for every parameter of every stage: a launch per parameter would cost
+        # more than the whole view at CIFAR size.
+        draws = rng.uniform((x.shape[0], self.num_draws), 0.0, 1.0, device=x.device, generator=generator)
+        cursor = 0
+
+        def take(count: int = 1) -> torch.Tensor:
+            nonlocal cursor
+            cursor += count
+            return draws[:, cursor - 1] if count == 1 else draws[:, cursor - count : cursor]
 
         def uniform(low: float, high: float) -> torch.Tensor:
-            return rng.uniform((batch,), low, high, device=device, generator=generator)
+            return low + (high - low) * take()
 
-        def bernoulli(p: float) -> torch.Tensor:
-            return rng.bernoulli((batch,), p, device=device, generator=generator)
-
+        params = Params()
         if self.crop is not None:
             height, width = x.shape[-2:]
             scale = self.crop.scale_for(self.crop.output_size(x))
-            params["crop_box"] = sample_crop_boxes(
-                batch, height, width, scale, self.crop.ratio, device=device, generator=generator
-            )
+            params["crop_box"] = sample_crop_boxes(take(CROP_DRAWS), height, width, scale, self.crop.ratio)
         if self.flip_p is not None:
-            params["flip_applied"] = bernoulli(self.flip_p)
+            params["flip_applied"] = take() < self.flip_p
         if self.jitter is not None:
             for name, (low, high) in self.jitter.ranges().items():
                 params[name] = uniform(low, high)
-            params["jitter_applied"] = bernoulli(self.jitter.p)
+            params["jitter_applied"] = take() < self.jitter.p
         if self.grayscale_p is not None:
-            params["grayscale_applied"] = bernoulli(self.grayscale_p)
+            params["grayscale_applied"] = take() < self.grayscale_p
         if self.blur is not None:
             params["blur_sigma"] = uniform(*self.blur.sigma)
-            params["blur_applied"] = bernoulli(self.blur.p)
+            params["blur_applied"] = take() < self.blur.p
         if self.solarize_p is not None:
-            params["solarize_applied"] = bernoulli(self.solarize_p)
+            params["solarize_applied"] = take() < self.solarize_p
         return params
 
     def _param(self, params: Mapping[str, torch.Tensor], name: str, x: torch.Tensor) -> torch.Tensor:

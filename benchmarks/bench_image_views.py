@@ -1,0 +1,187 @@
+"""SimCLR views: augplug_kornia against kornia.augmentation.AugmentationSequential, side by side.
+
+Same process, same inputs, same recipe (RandomResizedCrop, flip p 0.5, colour jitter
+0.4/0.4/0.4/0.1 p 0.8 in the fixed order brightness -> contrast -> saturation -> hue,
+grayscale p 0.2, Gaussian blur sigma 0.1-2 p 0.5 with a kernel 10% of the side). Times are
+medians after warm-up: CUDA events on a GPU, ``time.perf_counter`` on the CPU. Rows:
+
+* ``copy floor`` - ``y.copy_(x)``: one read and one write of the batch, the bandwidth floor;
+* ``kornia`` / ``augplug`` - forward, and forward + backward to the input;
+* ``augplug compiled`` (``--compile``) - ``torch.compile(views.apply)``;
+* ``--train-step`` - two views + a ResNet-18 bf16 channels_last SGD step, images/s, fed by
+  each library.
+
+Example::
+
+    python benchmarks/bench_image_views.py --device cuda --sizes 512x32 256x224 \\
+        --dtypes float32 bfloat16 --compile --train-step
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import kornia
+import kornia.augmentation as K
+import torch
+from torch import nn
+
+import augplug
+from augplug.checks import validation
+
+
+def timer(device: torch.device, fn: Callable[[], object], warmup: int, repeats: int) -> float:
+    """Median milliseconds of ``fn`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def kernel_size(side: int) -> int:
+    size = int(0.1 * side)
+    return max(3, size if size % 2 else size + 1)
+
+
+def kornia_simclr(side: int, scale: tuple[float, float]) -> nn.Module:
+    return K.AugmentationSequential(
+        K.RandomResizedCrop((side, side), scale=scale, ratio=(3 / 4, 4 / 3)),
+        K.RandomHorizontalFlip(p=0.5),
+        K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8, order=(0, 1, 2, 3)),
+        K.RandomGrayscale(p=0.2),
+        K.RandomGaussianBlur(kernel_size(side), (0.1, 2.0), p=0.5),
+    )
+
+
+def forward_backward(views: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], None]:
+    leaf = x.detach().requires_grad_()
+
+    def step() -> None:
+        leaf.grad = None
+        views(leaf).float().sum().backward()
+
+    return step
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+def resnet18(num_outputs: int = 128) -> nn.Module:
+    """torchvision's ResNet-18 layout (7x7 stem, max-pool, 2-2-2-2 basic blocks), written out."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
+    ]  # fmt: skip
+    cin = 64
+    for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+        layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_outputs)]
+    return nn.Sequential(*layers)
+
+
+def train_step_rate(device, x, make_views, warmup, repeats) -> float:
+    """Images/s of: two views, ResNet-18 forward/backward in bf16 autocast (channels_last), SGD step."""
+    model = resnet18().to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> None:
+        v1, v2 = make_views(x), make_views(x)
+        batch = torch.cat((v1, v2)).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            z = model(batch).float()
+        z1, z2 = z.chunk(2)
+        loss = -torch.nn.functional.cosine_similarity(z1, z2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return x.shape[0] / (timer(device, step, warmup, repeats) / 1e3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--sizes", nargs="+", default=["512x32", "256x224"], help="BATCHxSIDE")
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile(views.apply)")
+    parser.add_argument("--train-step", action="store_true", help="two views + ResNet-18 bf16 step (first size)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (torch default if unset)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
+          f"torch {torch.__version__}, kornia {kornia.__version__}, threads {torch.get_num_threads()}")  # fmt: skip
+    print(f"{'shape':>16} {'dtype':>9} {'what':>18} {'fwd ms':>9} {'fwd+bwd ms':>11} {'kornia/x':>9} {'/copy':>7}")
+    with validation(False):  # production setting: no host-syncing value checks
+        for spec in args.sizes:
+            batch, side = (int(v) for v in spec.split("x"))
+            scale = (0.2, 1.0) if side <= 32 else (0.08, 1.0)
+            ours = augplug.create("views", "simclr", size=side, scale=scale).to(device)
+            theirs = kornia_simclr(side, scale).to(device)
+            for dtype_name in args.dtypes:
+                dtype = getattr(torch, dtype_name)
+                x = torch.rand(batch, 3, side, side, device=device).to(dtype)
+                x = x.contiguous(memory_format=torch.channels_last)
+                shape = f"{batch}x3x{side}x{side}"
+                out = torch.empty_like(x)
+                copy = timer(device, lambda x=x, out=out: out.copy_(x), args.warmup, args.repeats)
+                rows = [("kornia", theirs), ("augplug", ours)]
+                if args.compile:
+                    compiled_apply = torch.compile(ours.apply)
+                    rows.append(("augplug compiled", lambda x, c=compiled_apply, v=ours: c(x, v.sample(x))))
+                results = {}
+                for name, views in rows:
+                    fwd = timer(device, lambda views=views, x=x: views(x), args.warmup, args.repeats)
+                    bwd = timer(device, forward_backward(views, x), args.warmup, args.repeats)
+                    results[name] = (fwd, bwd)
+                print(f"{shape:>16} {dtype_name:>9} {'copy floor':>18} {copy:9.3f}")
+                kornia_fwd, kornia_bwd = results["kornia"]
+                for name, (fwd, bwd) in results.items():
+                    speedup = f"{kornia_fwd / fwd:.1f}/{kornia_bwd / bwd:.1f}"
+                    print(f"{shape:>16} {dtype_name:>9} {name:>18} {fwd:9.3f} {bwd:11.3f} {speedup:>9} {fwd / copy:7.1f}")
+        if args.train_step:
+            batch, side = (int(v) for v in args.sizes[0].split("x"))
+            scale = (0.2, 1.0) if side <= 32 else (0.08, 1.0)
+            x = torch.rand(batch, 3, side, side, device=device).contiguous(memory_format=torch.channels_last)
+            ours = augplug.create("views", "simclr", size=side, scale=scale).to(device)
+            theirs = kornia_simclr(side, scale).to(device)
+            for name, views in [("kornia", theirs), ("augplug", ours)]:
+                rate = train_step_rate(device, x, views, args.warmup, args.repeats)
+                print(f"train step (2 views + ResNet-18 bf16), {batch}x3x{side}x{side}, {name}: {rate:,.0f} img/s")
+
+
+if __name__ == "__main__":
+    main()
