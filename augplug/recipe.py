@@ -7,7 +7,7 @@ A recipe::
         # "branch_views": [{"name": "byol", "branch": 0}, {"name": "byol", "branch": 1}],
         "num_views": 2,                                     # with "views"; default 2
         "features": {                                       # optional feature augmentation
-            "name": "nearest_neighbour", "size": 4096,      # the augmenter and its arguments
+            "name": "nearest_neighbour", "dim": 128,        # the augmenter and its arguments
             "placement": "basic",                           # see below
             "stop_gradient": True, "samples": 1, "reduction": "mean", "keep_original": True,
         },
