@@ -13,7 +13,7 @@ import torch
 
 from augplug.checks import check_generator
 
-__all__ = ["bernoulli", "normal", "rademacher", "randint", "uniform"]
+__all__ = ["bernoulli", "beta", "normal", "rademacher", "randint", "uniform"]
 
 Shape = Sequence[int]
 
@@ -81,3 +81,24 @@ def rademacher(
     check_generator(generator, torch.device(device))
     bits = torch.randint(0, 2, tuple(shape), device=device, generator=generator)
     return (2 * bits - 1).to(dtype)
+
+
+def beta(
+    shape: Shape,
+    a: float,
+    b: float | None = None,
+    *,
+    device: torch.device | str,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``Beta(a, b)`` draws (float32; ``b`` defaults to ``a``) as G1 / (G1 + G2) of two Gamma draws.
+
+    ``torch.distributions.Beta`` takes no generator; ``torch._standard_gamma`` does, on CPU
+    and CUDA alike, so this is the way to draw Beta variates reproducibly on the device.
+    """
+    check_generator(generator, torch.device(device))
+    b = a if b is None else b
+    concentration = torch.tensor([float(a), float(b)], device=device).reshape(2, *([1] * len(shape)))
+    gammas = torch._standard_gamma(concentration.expand(2, *shape).contiguous(), generator=generator)
+    # For small a, b both Gamma draws can underflow to 0; the clamp keeps the ratio finite.
+    return gammas[0] / (gammas[0] + gammas[1]).clamp_min(torch.finfo(torch.float32).tiny)

@@ -20,26 +20,7 @@ from augplug.checks import (
 )
 from augplug.components import FeatureAugmenter
 
-__all__ = ["DimensionMask", "FeatureMixup", "GaussianNoise", "PositiveExtrapolation", "beta"]
-
-
-def beta(
-    shape: tuple[int, ...],
-    alpha: float,
-    *,
-    device: torch.device,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Symmetric ``Beta(alpha, alpha)`` draws (float32) as G1 / (G1 + G2) of two Gamma draws.
-
-    ``torch.distributions.Beta`` takes no generator; ``torch._standard_gamma`` does, on CPU
-    and CUDA alike, so this is the way to draw Beta variates reproducibly on the device.
-    """
-    check_generator(generator, device)
-    concentration = torch.full((2, *shape), float(alpha), device=device)
-    gammas = torch._standard_gamma(concentration, generator=generator)
-    # For small alpha both Gamma draws can underflow to 0; the clamp keeps the ratio finite.
-    return gammas[0] / (gammas[0] + gammas[1]).clamp_min(torch.finfo(torch.float32).tiny)
+__all__ = ["DimensionMask", "FeatureMixup", "GaussianNoise", "PositiveExtrapolation"]
 
 
 def _prepare(
@@ -148,7 +129,7 @@ class FeatureMixup(FeatureAugmenter):
     def forward(self, z, *, partner=None, k=None, generator=None):
         z32, samples = _prepare(z, k, generator)
         batch = z32.shape[0]
-        lam = beta((batch, samples, 1), self.alpha, device=z.device, generator=generator)
+        lam = rng.beta((batch, samples, 1), self.alpha, device=z.device, generator=generator)
         if self.fold:
             lam = torch.maximum(lam, 1.0 - lam)
         # One random permutation of the batch per sample: argsort of uniform draws.
@@ -187,7 +168,7 @@ class PositiveExtrapolation(FeatureAugmenter):
         check_tensor(partner, "partner", ndim=2, shape=tuple(z.shape), layout="(B, D) like z")
         check_same_device("z", z, "partner", partner)
         batch, _, dim = z32.shape
-        lam = 1.0 + beta(
+        lam = 1.0 + rng.beta(
             (batch, samples, dim if self.per_dimension else 1),
             self.alpha,
             device=z.device,
