@@ -19,7 +19,7 @@ __all__ = ["AUDIO_PATTERNS_MEAN_DB", "AUDIO_PATTERNS_STD_DB", "LogMelSpectrogram
 
 #: Mean and standard deviation (dB) of the default log-mels over the ``audio-patterns``
 #: training split (seed 0); measured once, see docs/audio.md.
-AUDIO_PATTERNS_MEAN_DB = -16.15
+AUDIO_PATTERNS_MEAN_DB = -16.16
 AUDIO_PATTERNS_STD_DB = 24.30
 
 

@@ -87,3 +87,10 @@ def test_on_the_batch_device_and_device_mismatch_is_named():
         front(x)
     front = front.to("cuda")
     torch.testing.assert_close(front(x).cpu(), LogMelSpectrogram()(x.cpu()), rtol=1e-4, atol=1e-3)
+
+
+def test_default_statistics_normalise_audio_patterns():
+    from augplug_audio.dataset import audio_patterns
+
+    out = LogMelSpectrogram()(audio_patterns(size=120, seed=0).inputs)
+    assert abs(out.mean().item()) < 0.1 and abs(out.std().item() - 1.0) < 0.1
