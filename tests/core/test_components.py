@@ -153,3 +153,13 @@ def test_multitask_dataset_validates_and_batches():
         augplug.MultiTaskDataset(inputs, {"a": torch.arange(4), "b": targets["b"]}, tasks)
     with pytest.raises(ValueError, match="one entry per task"):
         augplug.MultiTaskDataset(inputs, {"a": targets["a"]}, tasks)
+
+
+@pytest.mark.parametrize(("a", "b"), [(0.5, 0.5), (2.0, 2.0), (1.6, 4.0)])
+def test_beta_draws_follow_the_beta_distribution(a, b):
+    from scipy import stats
+
+    draws = rng.beta((4000,), a, b, device="cpu", generator=torch.Generator().manual_seed(0))
+    assert draws.shape == (4000,) and bool(((draws >= 0) & (draws <= 1)).all())
+    # Kolmogorov-Smirnov at a fixed seed; p < 1e-3 would fail a correct sampler 0.1% of the time.
+    assert stats.kstest(draws.double().numpy(), stats.beta(a, b).cdf).pvalue > 1e-3
