@@ -51,6 +51,20 @@ def test_without_torchaudio_only_the_front_end_is_unavailable(monkeypatch):
     assert len(registry.create("dataset", "audio-patterns", size=30)) == 30
 
 
+def test_augplug_plugins_lists_the_front_end_as_unavailable_without_torchaudio(monkeypatch, capsys):
+    from augplug import cli, registry
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torchaudio" else real_find_spec(name, *a)
+    )
+    monkeypatch.setattr(registry, "_registry", Registry())  # fresh discovery through the entry points
+    assert cli.main(["plugins"]) in (0, 1)
+    (audio_line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("audio ")]
+    assert "ok; unavailable: views/log_mel (needs torchaudio (pip install 'augplug[audio]'))" in audio_line
+    assert "audio_waveform" in audio_line and "audio-patterns" in audio_line
+
+
 def test_only_the_front_end_module_imports_torchaudio():
     """Keeps the missing-torchaudio path honest: the other modules must import without it."""
     package = Path(augplug_audio.__file__).parent
