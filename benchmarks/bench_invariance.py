@@ -111,24 +111,30 @@ def make_step(model, views, regulariser, weight, optimizer, autocast_dtype, devi
     return step
 
 
-def timed(fn, device: torch.device, warmup: int, repeats: int) -> float:
-    """Median milliseconds per call."""
-    for _ in range(warmup):
+def time_once(fn, device: torch.device) -> float:
+    """Milliseconds of one call."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
         fn()
-    samples = []
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end)
+    begin = time.perf_counter()
+    fn()
+    return (time.perf_counter() - begin) * 1e3
+
+
+def timed_round_robin(fns, device: torch.device, warmup: int, repeats: int) -> list[float]:
+    """Median milliseconds per call of each function, timed in turns (a busy machine slows all alike)."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    samples = [[] for _ in fns]
     for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            samples.append(start.elapsed_time(end))
-        else:
-            begin = time.perf_counter()
-            fn()
-            samples.append((time.perf_counter() - begin) * 1e3)
-    return statistics.median(samples)
+        for fn, times in zip(fns, samples):
+            times.append(time_once(fn, device))
+    return [statistics.median(times) for times in samples]
 
 
 def views_and_inputs(name: str, batch: int, device: torch.device, generator: torch.Generator):
@@ -144,13 +150,13 @@ def bench_step(args) -> None:
     autocast_dtype = None if args.dtype == "float32" else getattr(torch, args.dtype)
     generator = torch.Generator(device=device).manual_seed(0)
     views, x = views_and_inputs(args.views, args.batch, device, generator)
-    rows = []
+    steps = []
     variants = [
         ("InfoNCE alone", None),
         ("+ gradient_invariance, paper (100 draws)", "paper"),
         ("+ gradient_invariance, difference", "difference"),
     ]
-    for label, estimator in variants:
+    for _, estimator in variants:
         torch.manual_seed(0)
         model = Model(args.width).to(device).to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -158,7 +164,9 @@ def bench_step(args) -> None:
             "objective", "gradient_invariance", estimator=estimator
         )
         step = make_step(model, views, regulariser, 0.1, optimizer, autocast_dtype, device)
-        rows.append((label, timed(lambda s=step: s(x, generator), device, args.warmup, args.repeats)))
+        steps.append(lambda s=step: s(x, generator))
+    times = timed_round_robin(steps, device, args.warmup, args.repeats)
+    rows = [(label, ms) for (label, _), ms in zip(variants, times)]
     plain = rows[0][1]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; batch {args.batch} x 2 views, 32x32, "
