@@ -5,8 +5,8 @@ batch dimension, runs without a per-sample loop or a host sync, and is different
 ``x`` and in every floating parameter. The formulas follow the Kornia functional ops named
 in each docstring (the tests compare them on the same parameters); the implementation is
 written for the bandwidth floor: crop, flip and resize are one ``grid_sample``, the colour
-jitter is a handful of elementwise passes, the blur is two separable passes with a kernel
-per sample.
+jitter is a handful of elementwise passes, the blur is one pair of grouped 1-D convolutions
+with a kernel per sample.
 
 Colour ops expect RGB values in [0, 1] and clamp their result to [0, 1], as Kornia does.
 """
@@ -201,21 +201,23 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: tuple[int, 
     """Blur every sample with its own isotropic Gaussian ``sigma`` (B,), reflect borders.
 
     Matches ``kornia.filters.gaussian_blur2d(x, kernel_size, sigma[:, None].expand(-1, 2))``
-    (separable, ``border_type="reflect"``). Each 1-D pass is a weighted sum of shifted views
-    of the padded batch with per-sample weights: elementwise, so it keeps any memory format
-    (channels_last included), has no per-sample loop, and ``torch.compile`` fuses a pass into
-    one kernel. (A grouped convolution with one group per sample and channel needs a
-    contiguous (1, B*C, H, W) copy and is ~1000x slower for float32 on CPU.)
+    (separable, ``border_type="reflect"``). The whole batch is one pair of grouped 1-D
+    convolutions: samples are folded into the channel axis, one group (and one kernel) per
+    sample and channel. (A sum of K shifted slices per pass keeps channels_last without a
+    copy and fuses under ``torch.compile``, but costs 2K passes over the batch in eager mode:
+    46 at 224 px.)
     """
-    height, width = x.shape[-2:]
+    batch, channels, height, width = x.shape
     k_h, k_w = kernel_size
     sigma = sigma.to(x.dtype)
     pad_h, pad_w = k_h // 2, k_w // 2
     padded = F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="reflect")
-    column = gaussian_kernel1d(sigma, k_h)
-    out = sum(_per_sample(column[:, i]) * padded[..., i : i + height, :] for i in range(k_h))
-    row = gaussian_kernel1d(sigma, k_w)
-    return sum(_per_sample(row[:, j]) * out[..., j : j + width] for j in range(k_w))
+    groups = batch * channels
+    folded = padded.reshape(1, groups, height + 2 * pad_h, width + 2 * pad_w)
+    column = gaussian_kernel1d(sigma, k_h).repeat_interleave(channels, 0).reshape(groups, 1, k_h, 1)
+    row = gaussian_kernel1d(sigma, k_w).repeat_interleave(channels, 0).reshape(groups, 1, 1, k_w)
+    out = F.conv2d(F.conv2d(folded, column, groups=groups), row, groups=groups)
+    return out.reshape(batch, channels, height, width)
 
 
 def solarize(x: torch.Tensor, applied: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
