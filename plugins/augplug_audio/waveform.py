@@ -36,9 +36,9 @@ def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return values.reshape(values.shape[0], *([1] * (x.ndim - 1)))
 
 
-def _time_mask(keep: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """(B, T) boolean -> broadcastable over x's channels."""
-    return keep if x.ndim == 2 else keep[:, None, :]
+def _over_channels(per_time: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A (B, T) mask or index -> (B, 1, T) when x has channels, to broadcast or expand over them."""
+    return per_time if x.ndim == 2 else per_time[:, None, :]
 
 
 class RandomWaveformCrop(ParametricViewGenerator):
@@ -72,7 +72,7 @@ class RandomWaveformCrop(ParametricViewGenerator):
         length = param(params, "length", x, (batch,), integer=True)
         time = torch.arange(frames, device=x.device)
         keep = (time >= start[:, None]) & (time < (start + length)[:, None])
-        return torch.where(_time_mask(keep, x), x, torch.zeros((), dtype=x.dtype, device=x.device))
+        return torch.where(_over_channels(keep, x), x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 class RandomGain(ParametricViewGenerator):
@@ -196,6 +196,6 @@ class RandomTimeShift(ParametricViewGenerator):
         shift = param(params, "shift", x, (batch,), integer=True)
         source = torch.arange(frames, device=x.device) - shift[:, None]
         inside = (source >= 0) & (source < frames)
-        index = _time_mask(source.clamp(0, frames - 1), x).expand(x.shape)
+        index = _over_channels(source.clamp(0, frames - 1), x).expand(x.shape)
         moved = x.gather(-1, index)
-        return torch.where(_time_mask(inside, x), moved, torch.zeros((), dtype=x.dtype, device=x.device))
+        return torch.where(_over_channels(inside, x), moved, torch.zeros((), dtype=x.dtype, device=x.device))

@@ -133,3 +133,23 @@ def test_spectrogram_viewmaker_is_one_channel_unclamped_with_budget_eps(eps):
     assert view.shape == x.shape
     torch.testing.assert_close((view - x).abs().mean(dim=(1, 2, 3)), torch.full((2,), eps), rtol=1e-3, atol=1e-5)
     assert view.min() < 0 and view.max() > 1  # no clamp to the image range
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", [n for n in VIEWS if n != "spectrogram_viewmaker"])
+def test_views_run_on_cuda_without_host_sync(name):
+    from augplug.checks import validation
+
+    view = augplug.create("views", name).cuda()
+    spectral = name in ("time_mask", "frequency_mask", "spectrogram_noise", "audio_spectral")
+    x = torch.randn((256, 1, 64, 64) if spectral else (256, 16000), device="cuda")
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    view(x, generator=generator)  # warm-up (lazy init may sync once)
+    torch.cuda.synchronize()
+    with validation(False):  # the finite check is the one deliberate sync
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            out = view(x, generator=generator)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert out.device == x.device
