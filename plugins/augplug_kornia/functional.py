@@ -78,14 +78,14 @@ def resized_crop(
     """
     batch, _, height, width = x.shape
     out_h, out_w = size
-    box = box.to(x.dtype)
-    x0, y0, x1, y1 = box.unbind(-1)
-    if flip is not None:
-        x0, x1 = torch.where(flip, x1, x0), torch.where(flip, x0, x1)
+    x0, y0, x1, y1 = box.to(x.dtype).unbind(-1)
     # Output u in [-1, 1] (align_corners) maps to source x0 + (u + 1) / 2 * (x1 - x0), which in
-    # grid_sample's normalised coordinates [-1, 1] over [0, W - 1] is an affine map of u.
+    # grid_sample's normalised coordinates [-1, 1] over [0, W - 1] is an affine map of u; the
+    # mirrored crop runs from x1 to x0, i.e. the same map with a negative scale.
     # max(..., 1) keeps a 1-pixel-wide input finite (every sample then lands on that pixel).
     scale_x = (x1 - x0) / max(width - 1, 1)
+    if flip is not None:
+        scale_x = torch.where(flip, -scale_x, scale_x)
     scale_y = (y1 - y0) / max(height - 1, 1)
     shift_x = (x0 + x1) / max(width - 1, 1) - 1
     shift_y = (y0 + y1) / max(height - 1, 1) - 1
