@@ -38,23 +38,29 @@ def _lightly_loss() -> Callable | None:
     return NTXentLoss(temperature=TEMPERATURE)
 
 
-def _median_ms(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
+def _time_once_ms(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
         fn()
-    times = []
+        stop.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(stop)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _median_ms(fns: dict[str, Callable[[], object]], device: torch.device, warmup: int, repeats: int):
+    """Median time of each function; repeats are interleaved so load drifts hit all alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        if device.type == "cuda":
-            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            stop.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(stop))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            times[name].append(_time_once_ms(fn, device))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _peak_mib(fn: Callable[[], object], device: torch.device) -> float:
@@ -105,36 +111,39 @@ def main(argv: list[str] | None = None) -> None:
             z1 = torch.randn(n, args.dim, device=device, dtype=dtype, generator=gen)
             z2 = torch.randn(n, args.dim, device=device, dtype=dtype, generator=gen)
             both = torch.cat([z1, z2])
-            matmul_ms = _median_ms(lambda both=both: both @ both.T, device, args.warmup, args.repeats)
-            print(f"| {n} | {dtype_name} | matmul (floor) | {matmul_ms:.2f} | 1.0 | | |")
-
             impls = {"naive": lambda a, b: naive_nt_xent(a, b, TEMPERATURE), "augplug": augplug_loss}
             if lightly_loss is not None:
                 impls["lightly"] = lightly_loss
+            steps: dict[str, Callable[[], object]] = {"matmul (floor)": lambda both=both: both @ both.T}
+            values: dict[str, torch.Tensor] = {}
+            rows: dict[str, str] = {}
             for impl, loss_fn in impls.items():
                 # The materialised loss holds a few (2N)^2 matrices; skip what cannot fit.
                 needs = 4 * (2 * n) ** 2 * dtype.itemsize
                 if impl != "augplug" and needs > 0.8 * _available_bytes(device):
-                    print(f"| {n} | {dtype_name} | {impl} | skipped (needs ~{needs / 2**30:.0f} GiB) | | | |")
+                    rows[impl] = f"skipped (needs ~{needs / 2**30:.0f} GiB) | | |"
                     continue
-                value = []
 
-                def step(loss_fn=loss_fn, value=value, z1=z1, z2=z2) -> None:
+                def step(impl=impl, loss_fn=loss_fn, z1=z1, z2=z2, values=values) -> None:
                     a, b = z1.detach().requires_grad_(True), z2.detach().requires_grad_(True)
                     loss = loss_fn(a, b)
                     loss.backward()
-                    value[:] = [loss.detach()]
+                    values[impl] = loss.detach()
 
                 try:
-                    ms = _median_ms(step, device, args.warmup, args.repeats)
                     peak = _peak_mib(step, device)
                 except torch.OutOfMemoryError:
-                    print(f"| {n} | {dtype_name} | {impl} | OOM | | | |")
+                    rows[impl] = "OOM | | |"
                     torch.cuda.empty_cache()
                     continue
-                loss = float(value[0])
-                print(f"| {n} | {dtype_name} | {impl} | {ms:.2f} | {ms / matmul_ms:.1f} | {peak:.1f} | {loss:.4f} |")
-
+                rows[impl] = f"{peak:.1f} | {float(values[impl]):.4f} |"
+                steps[impl] = step
+            times = _median_ms(steps, device, args.warmup, args.repeats)
+            floor = times["matmul (floor)"]
+            print(f"| {n} | {dtype_name} | matmul (floor) | {floor:.2f} | 1.0 | | |")
+            for impl, row in rows.items():
+                timing = f"{times[impl]:.2f} | {times[impl] / floor:.1f} | " if impl in times else ""
+                print(f"| {n} | {dtype_name} | {impl} | {timing}{row}")
 
 if __name__ == "__main__":
     main()
