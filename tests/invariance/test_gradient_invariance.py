@@ -217,3 +217,20 @@ def test_bad_arguments_name_themselves():
         objective(encoder, views, x, {k: v for k, v in params.items() if k != "h"})
     with pytest.raises(ValueError, match=r"view_params\['h'\]: expected 3 rows"):
         objective(encoder, views, x, {**params, "h": params["h"][:2]})
+
+
+@pytest.mark.parametrize("estimator", ["paper", "difference"])
+def test_works_with_the_colour_recipe(estimator):
+    views = augplug.create("views", "colour")
+    # Mid-range images: no channel clips, so standardised luminance is exactly invariant.
+    x = (0.35 + 0.2 * torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(3))).double()
+    params = views.sample(x, generator=torch.Generator().manual_seed(1))
+
+    def standardised_luminance(v):
+        y = (0.299 * v[:, 0] + 0.587 * v[:, 1] + 0.114 * v[:, 2]).flatten(1)
+        return y - y.mean(1, keepdim=True)
+
+    objective = GradientInvariance(estimator, num_draws=20)
+    generator = torch.Generator().manual_seed(2)
+    assert objective(standardised_luminance, views, x, params, generator=generator) < 1e-20
+    assert objective(lambda v: v.mean((2, 3)), views, x, params, generator=generator) > 1e-6
