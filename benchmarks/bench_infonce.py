@@ -1,7 +1,7 @@
 """NT-Xent forward + backward: augplug's tiled InfoNCE beside the materialised 2N x 2N loss.
 
     python benchmarks/bench_infonce.py --device cuda --sizes 4096 16384 32768 131072 --dtypes float32 bfloat16
-    python benchmarks/bench_infonce.py --device cpu --sizes 256 1024 2048 --dtypes float32 bfloat16
+    python benchmarks/bench_infonce.py --device cpu --sizes 512 2048 4096 --tile-size 256 --threads 1
 
 "naive" is NT-Xent as lightly's ``NTXentLoss`` computes it (normalise, the full 2N x 2N
 logits in the input dtype, cross-entropy), written inline so the benchmark runs without
@@ -93,8 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tile-size", type=int, default=None, help="augplug's tile rows (default: its own)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     use_mmap_for_large_allocations()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'CPU'}"
     print(f"{datetime.date.today()}  torch {torch.__version__}  {name}  threads={torch.get_num_threads()}")
