@@ -75,8 +75,8 @@ class SpectrogramMask(ParametricViewGenerator):
         x = check_spectrogram(x)
         covered = self.masked(x, params)
         covered = covered[:, None, :, None] if self.dim == -2 else covered[:, None, None, :]
-        fill = torch.tensor(self.mask_value, dtype=x.dtype, device=x.device)
-        return torch.where(covered, fill, x)
+        # A Python scalar: no host-to-device copy, and it takes x's dtype.
+        return torch.where(covered, self.mask_value, x)
 
 
 class TimeMask(SpectrogramMask):

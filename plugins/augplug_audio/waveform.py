@@ -72,7 +72,7 @@ class RandomWaveformCrop(ParametricViewGenerator):
         length = param(params, "length", x, (batch,), integer=True)
         time = torch.arange(frames, device=x.device)
         keep = (time >= start[:, None]) & (time < (start + length)[:, None])
-        return torch.where(_over_channels(keep, x), x, torch.zeros((), dtype=x.dtype, device=x.device))
+        return torch.where(_over_channels(keep, x), x, 0.0)
 
 
 class RandomGain(ParametricViewGenerator):
@@ -198,4 +198,4 @@ class RandomTimeShift(ParametricViewGenerator):
         inside = (source >= 0) & (source < frames)
         index = _over_channels(source.clamp(0, frames - 1), x).expand(x.shape)
         moved = x.gather(-1, index)
-        return torch.where(_over_channels(inside, x), moved, torch.zeros((), dtype=x.dtype, device=x.device))
+        return torch.where(_over_channels(inside, x), moved, 0.0)
