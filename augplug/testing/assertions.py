@@ -39,9 +39,10 @@ def conditional_variance(
 
     The trace of the covariance of ``encoder(views(x_i))`` given ``x_i``, estimated
     without bias from ``m >= 2`` views (sum over features of the variance across views).
-    It is half of E || h(alpha') - h(alpha) ||^2, the quantity the ``gradient_invariance``
-    objective penalises (Foster et al., ICLR 2021); 0 for an invariant encoder. Runs
-    without gradients, ``chunk`` images per encoder call; float32 (float64 kept).
+    Averaged over alpha too, the quantity the ``gradient_invariance`` objective penalises,
+    E || h(alpha') - h(alpha) ||^2 (Foster et al., ICLR 2021), is twice this. It is 0 for
+    an invariant encoder. Runs without gradients, ``chunk`` images per encoder call;
+    float32 (float64 kept). Put the encoder in ``eval()`` mode first (BatchNorm).
     """
     if isinstance(m, bool) or not isinstance(m, int) or m < 2:
         raise ValueError(f"m: expected an int >= 2 (a variance needs two views), got {m!r}")
@@ -97,7 +98,8 @@ def assert_invariant(
     Draws ``num_views`` views of ``x`` and compares each sample's encoder output (flattened)
     with that of the first view, elementwise like ``torch.isclose``:
     ``|h_v - h_0| <= atol + rtol * |h_0|``. The message names the worst sample, its worst
-    feature, and, for a parametric view generator, the params of both views.
+    feature, and, for a parametric view generator, the params of both views. Put the
+    encoder in ``eval()`` mode first, so BatchNorm does not mix the samples.
     """
     check_tensor(x, "x", dtypes=None)
     check_positive(atol, "atol", allow_zero=True)

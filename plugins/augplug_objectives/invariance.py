@@ -142,7 +142,9 @@ class GradientInvariance(Objective):
         """``count`` draws of alpha' per example, flattened: (count, B, k).
 
         ``sample`` is asked for count * B rows of a stride-0 stand-in for ``x`` (it only
-        reads the batch's shape, device and dtype), so no copy of ``x`` is made.
+        reads the batch's shape, device and dtype), so no copy of ``x`` is made. (A
+        :class:`ComposedViews` renders its stages while sampling, so there the stand-in
+        does cost count * B rendered inputs.)
         """
         batch = x.shape[0]
         stand_in = x[:1].expand(count * batch, *x.shape[1:])

@@ -10,6 +10,7 @@ from augplug_objectives.invariance import GradientInvariance
 from invariance_helpers import Brightness, RowOffset, scale_invariant, tiny_encoder
 
 import augplug
+from augplug.testing import conditional_variance
 
 NO_CLAMP = 1e9
 
@@ -234,3 +235,23 @@ def test_works_with_the_colour_recipe(estimator):
     generator = torch.Generator().manual_seed(2)
     assert objective(standardised_luminance, views, x, params, generator=generator) < 1e-20
     assert objective(lambda v: v.mean((2, 3)), views, x, params, generator=generator) > 1e-6
+
+
+def test_difference_estimator_is_twice_the_conditional_variance_over_random_alpha():
+    x, views, _, encoder = spirograph_setup()
+    tiles = 100
+    tiled = x.repeat(tiles, 1)
+    objective = GradientInvariance("difference", clamp=NO_CLAMP)
+    values = []
+    with torch.no_grad():
+        for seed in range(10):
+            g = torch.Generator().manual_seed(seed)
+            values.append(objective(encoder, views, tiled, views.sample(tiled, generator=g), generator=g))
+        values = torch.stack(values)
+
+        def normalised_encoder(v):
+            return F.normalize(encoder(v), dim=1)
+
+        variance = conditional_variance(normalised_encoder, views, x, 1000, generator=torch.Generator().manual_seed(99))
+    error = values.std() / len(values) ** 0.5
+    assert abs(values.mean() - 2 * variance.mean()) < 4 * error + 0.03 * variance.mean(), (values.mean(), variance)
