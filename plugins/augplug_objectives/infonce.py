@@ -40,13 +40,22 @@ def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+# torch.mm(half, half, out_dtype=torch.float32) exists on CUDA from torch 2.8 on.
+_MM_HAS_OUT_DTYPE = tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 8)
+
+
+def _keeps_half_storage(x: torch.Tensor) -> bool:
+    """Whether normalised embeddings stay in bf16/fp16 for tensor-core matmuls (CUDA only)."""
+    return x.is_cuda and x.dtype in _HALF_DTYPES and _MM_HAS_OUT_DTYPE
+
+
 def _mm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``a @ b`` accumulated and returned in ``dtype`` (float32 for half inputs)."""
-    if a.dtype in _HALF_DTYPES and a.is_cuda:
-        # Tensor-core matmul of the half inputs with a float32 result; never rounds a
-        # similarity to 8 (bf16) or 11 (fp16) bits before the exponential.
-        return torch.mm(a, b, out_dtype=dtype)
-    return torch.mm(a.to(dtype), b.to(dtype))
+    """``a @ b`` accumulated and returned in ``dtype`` (float32 for half storage)."""
+    if a.dtype == dtype:
+        return torch.mm(a, b)
+    # Half storage: a tensor-core matmul with a float32 result, so no similarity is
+    # rounded to 8 (bf16) or 11 (fp16) bits before the exponential.
+    return torch.mm(a, b, out_dtype=dtype)
 
 
 def _row_tiles(rows: int, tile_size: int):
@@ -93,6 +102,8 @@ class _SimilarityLogSumExp(torch.autograd.Function):
         grad_keys = torch.zeros(keys.shape, dtype=dtype, device=keys.device)
         for start, stop in _row_tiles(anchors.shape[0], ctx.tile_size):
             probs = _masked_scores(scaled, keys, start, stop, ctx.self_offset, dtype)
+            # With half storage the probabilities are rounded to it for the two tensor-core
+            # matmuls (as flash attention does); elsewhere this is a no-op.
             probs = probs.sub_(lse[start:stop, None]).exp_().to(keys.dtype)
             grad_anchors[start:stop] = _mm(probs, keys, dtype).mul_(row_weight[start:stop])
             weighted_anchors = (anchors[start:stop].to(dtype) * row_weight[start:stop]).to(anchors.dtype)
@@ -171,8 +182,8 @@ def info_nce(
     batch, num_views, _ = views.shape
     dtype = _accumulation_dtype(views.dtype)
     unit = F.normalize(views.to(dtype), dim=-1)
-    if views.is_cuda and views.dtype in _HALF_DTYPES:
-        unit = unit.to(views.dtype)  # half storage for tensor-core matmuls; products stay float32
+    if _keeps_half_storage(views):
+        unit = unit.to(views.dtype)  # products are still accumulated and returned in float32
 
     anchors = keys = unit
     self_offset = 0
