@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'CPU'}"
     print(f"{datetime.date.today()}  torch {torch.__version__}  {name}  threads={torch.get_num_threads()}")
     print(f"d={args.dim}, temperature={TEMPERATURE}, medians of {args.repeats} after {args.warmup} warm-up\n")
-    print("| N | dtype | impl | fwd+bwd ms | x matmul | peak MiB | loss |")
-    print("|---|---|---|---|---|---|---|")
+    print("| N | dtype | impl | fwd+bwd ms | x matmul | peak MiB | loss | error vs float64 |")
+    print("|---|---|---|---|---|---|---|---|")
 
     augplug_loss = InfoNCE(temperature=TEMPERATURE, tile_size=args.tile_size)
     lightly_loss = _lightly_loss()
@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
             z1 = torch.randn(n, args.dim, device=device, dtype=dtype, generator=gen)
             z2 = torch.randn(n, args.dim, device=device, dtype=dtype, generator=gen)
             both = torch.cat([z1, z2])
+            # The exact loss of these (already rounded) inputs, from the tiled path in float64.
+            exact = float(augplug_loss(z1.double(), z2.double()))
             impls = {"naive": lambda a, b: naive_nt_xent(a, b, TEMPERATURE), "augplug": augplug_loss}
             if lightly_loss is not None:
                 impls["lightly"] = lightly_loss
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
                 # The materialised loss holds a few (2N)^2 matrices; skip what cannot fit.
                 needs = 4 * (2 * n) ** 2 * dtype.itemsize
                 if impl != "augplug" and needs > 0.8 * _available_bytes(device):
-                    rows[impl] = f"skipped (needs ~{needs / 2**30:.0f} GiB) | | |"
+                    rows[impl] = f"skipped (needs ~{needs / 2**30:.0f} GiB) | | | |"
                     continue
 
                 def step(impl=impl, loss_fn=loss_fn, z1=z1, z2=z2, values=values) -> None:
@@ -136,14 +138,15 @@ def main(argv: list[str] | None = None) -> None:
                 try:
                     peak = _peak_mib(step, device)
                 except torch.OutOfMemoryError:
-                    rows[impl] = "OOM | | |"
+                    rows[impl] = "OOM | | | |"
                     torch.cuda.empty_cache()
                     continue
-                rows[impl] = f"{peak:.1f} | {float(values[impl]):.4f} |"
+                value = float(values[impl])
+                rows[impl] = f"{peak:.1f} | {value:.4f} | {abs(value - exact):.1e} |"
                 steps[impl] = step
             times = _median_ms(steps, device, args.warmup, args.repeats)
             floor = times["matmul (floor)"]
-            print(f"| {n} | {dtype_name} | matmul (floor) | {floor:.2f} | 1.0 | | |")
+            print(f"| {n} | {dtype_name} | matmul (floor) | {floor:.2f} | 1.0 | | | |")
             for impl, row in rows.items():
                 timing = f"{times[impl]:.2f} | {times[impl] / floor:.1f} | " if impl in times else ""
                 print(f"| {n} | {dtype_name} | {impl} | {timing}{row}")
