@@ -7,9 +7,12 @@ import torch
 import torch.nn.functional as F
 from augplug_datasets.spirograph import FACTOR_RANGES, NUISANCE, SpirographViews, stack_targets
 from augplug_objectives.invariance import GradientInvariance
+from hypothesis import given
+from hypothesis import strategies as st
 from invariance_helpers import Brightness, RowOffset, scale_invariant, tiny_encoder
 
 import augplug
+from augplug import rng
 from augplug.testing import conditional_variance
 
 NO_CLAMP = 1e9
@@ -255,3 +258,51 @@ def test_difference_estimator_is_twice_the_conditional_variance_over_random_alph
         variance = conditional_variance(normalised_encoder, views, x, 1000, generator=torch.Generator().manual_seed(99))
     error = values.std() / len(values) ** 0.5
     assert abs(values.mean() - 2 * variance.mean()) < 4 * error + 0.03 * variance.mean(), (values.mean(), variance)
+
+
+def test_paper_estimator_replayed_with_an_explicit_jacobian():
+    # The same Rademacher vector and alpha' draws (same generator, same order), with
+    # g = J^T v from the full Jacobian instead of double backprop: value and weight gradients.
+    x, views, params, encoder = spirograph_setup(batch=2)
+    draws = 7
+    got = GradientInvariance("paper", num_draws=draws, clamp=NO_CLAMP)(
+        encoder, views, x, params, generator=torch.Generator().manual_seed(4)
+    )
+    g = torch.Generator().manual_seed(4)
+    alpha = torch.stack([params[n] for n in NUISANCE], 1)
+
+    def h_of(a):
+        return normalised(encoder, views, x, {**params, **{n: a[:, i] for i, n in enumerate(NUISANCE)}})
+
+    jac = torch.autograd.functional.jacobian(h_of, alpha, create_graph=True)  # (B, D, B, k)
+    jac = torch.stack([jac[b, :, b, :] for b in range(2)])  # (B, D, k)
+    signs = rng.rademacher(jac.shape[:2], device="cpu", generator=g, dtype=torch.float64)
+    fresh = views.sample(x[:1].expand(draws * 2, 4), generator=g)
+    delta = torch.stack([fresh[n] for n in NUISANCE], -1).view(draws, 2, -1) - alpha
+    slope = torch.einsum("bd,bdk->bk", signs, jac)
+    expected = ((slope * delta).sum(-1) ** 2).mean()
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=0)
+    weights = list(encoder.parameters())
+    for got_grad, expected_grad in zip(torch.autograd.grad(got, weights), torch.autograd.grad(expected, weights)):
+        torch.testing.assert_close(got_grad, expected_grad, rtol=1e-8, atol=1e-12)
+
+
+@given(seed=st.integers(0, 2**31), batch=st.integers(1, 4), estimator=st.sampled_from(["paper", "difference"]))
+def test_penalty_is_finite_non_negative_and_at_most_the_clamp(seed, batch, estimator):
+    x, views, params, encoder = spirograph_setup(batch=batch, seed=seed % 1000)
+    clamp = 0.05
+    penalty = GradientInvariance(estimator, num_draws=5, clamp=clamp)(
+        encoder, views, x, params, generator=torch.Generator().manual_seed(seed)
+    )
+    assert penalty.ndim == 0 and torch.isfinite(penalty) and 0 <= penalty <= clamp
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("estimator", ["paper", "difference"])
+def test_runs_on_cuda_with_a_cuda_generator(estimator):
+    x, views, params, encoder = spirograph_setup()
+    x, encoder = x.cuda(), encoder.cuda()
+    params = {name: value.cuda() for name, value in params.items()}
+    penalty = GradientInvariance(estimator)(encoder, views, x, params, generator=torch.Generator("cuda").manual_seed(0))
+    assert penalty.device.type == "cuda"
+    penalty.backward()
