@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from augplug import registry
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     except (LookupError, ValueError) as exc:
         print(f"augplug: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `augplug describe ... | head` closed the pipe early: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
