@@ -79,10 +79,11 @@ def average_features(
     float64) and returns the encoder's dtype.
     """
     total: torch.Tensor | None = None
+    out_dtype = None
     for rows, features in iter_view_features(encoder, views, x, m, chunk=chunk, generator=generator):
-        if total is None:
-            accumulate = torch.float64 if features.dtype == torch.float64 else torch.float32
-            total = features.new_zeros((x.shape[0], features.shape[-1]), dtype=accumulate)
+        if total is None:  # the feature size and dtype are known only after the first call
             out_dtype = features.dtype
+            accumulate = torch.float64 if out_dtype == torch.float64 else torch.float32
+            total = features.new_zeros((x.shape[0], features.shape[-1]), dtype=accumulate)
         total[rows] += features.to(total.dtype).sum(0)
     return (total / m).to(out_dtype)

@@ -61,3 +61,16 @@ def test_the_average_converges_to_the_expectation():
 def test_bad_counts_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         average_features(lambda v: v, RowOffset(), torch.rand(2, 3), **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_encoders_accumulate_in_float32(dtype):
+    x = torch.rand(3, 8, generator=torch.Generator().manual_seed(2))
+    linear = torch.nn.Linear(8, 4)
+    low = linear.to(dtype)
+    got = average_features(low, RowOffset(), x.to(dtype), 50, chunk=64, generator=torch.Generator().manual_seed(3))
+    assert got.dtype == dtype
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        reference = torch.stack([low(RowOffset()(x.to(dtype), generator=g)).float() for _ in range(50)]).mean(0)
+    torch.testing.assert_close(got.float(), reference, atol=2e-2, rtol=1e-2)
