@@ -178,13 +178,13 @@ def colour_jitter(
     turns (``hue_space="hsv"``, Kornia/torchvision) or rotate it in YIQ (``"yiq"``, the
     invariance regulariser's reference). Input and every step are clamped to [0, 1].
     """
+    brightness, contrast, saturation = (_per_sample(f.to(x.dtype)) for f in (brightness, contrast, saturation))
     out = x.clamp(0.0, 1.0)
-    out = (out * _per_sample(brightness)).clamp(0.0, 1.0)
-    c = _per_sample(contrast)
+    out = (out * brightness).clamp(0.0, 1.0)
+    # lerp(a, b, w) = a + w (b - a) = w b + (1 - w) a: the blend in one op, extrapolating for w > 1.
     mean = luma(out).mean((-2, -1), keepdim=True)
-    out = (out * c + mean * (1 - c)).clamp(0.0, 1.0)
-    s = _per_sample(saturation)
-    out = (out * s + luma(out) * (1 - s)).clamp(0.0, 1.0)
+    out = torch.lerp(mean, out, contrast).clamp(0.0, 1.0)
+    out = torch.lerp(luma(out), out, saturation).clamp(0.0, 1.0)
     if hue_space == "hsv":
         return hue_shift_hsv(out, hue).clamp(0.0, 1.0)
     return hue_rotate_yiq(out, hue)

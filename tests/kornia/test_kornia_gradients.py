@@ -61,3 +61,21 @@ def test_parameters_of_samples_whose_stage_is_off_get_zero_gradient():
     view.apply(x, params).sum().backward()
     for name in ("brightness", "contrast", "saturation", "hue", "blur_sigma"):
         assert torch.equal(params[name].grad, torch.zeros_like(params[name]))
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"), [("colour", {}), ("colour_jitter", {}), ("gaussian_blur", {"kernel_size": 3})]
+)
+def test_second_derivatives_match_finite_differences(name, kwargs):
+    """The invariance regulariser differentiates d(view)/d(params) again (double backprop).
+
+    The crop is the exception: ``grid_sample`` has no second derivative in PyTorch.
+    """
+    view, x, params = sampled(name, kwargs, shape=(1, 3, 4, 5))
+    names = view.continuous_params
+
+    def render(x, *values):
+        return view.apply(x, augplug.Params({**params, **dict(zip(names, values))}))
+
+    inputs = [x.requires_grad_()] + [params[n].clone().requires_grad_() for n in names]
+    assert torch.autograd.gradgradcheck(render, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
