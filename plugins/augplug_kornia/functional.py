@@ -132,12 +132,11 @@ def hue_shift_hsv(x: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
         (g - b) / safe,
         torch.where(g >= b, (b - r) / safe + 2.0, (r - g) / safe + 4.0),
     )
-    shifted = sextant + 6.0 * _per_sample(hue, 3)
-    channels = []
-    for n in (5.0, 3.0, 1.0):
-        k = torch.remainder(shifted + n, 6.0)
-        channels.append(high - chroma * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0))
-    return torch.stack(channels, -3)
+    shifted = (sextant + 6.0 * _per_sample(hue.to(x.dtype), 3)).unsqueeze(-3)
+    # n = 5, 3, 1 for R, G, B: made on the device (arange), not copied from the host.
+    offsets = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).reshape(3, 1, 1)
+    k = torch.remainder(shifted + offsets, 6.0)
+    return high.unsqueeze(-3) - chroma.unsqueeze(-3) * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
 def hue_rotate_yiq(x: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:

@@ -216,3 +216,32 @@ def test_cuda_inductor_compile_and_generator_on_device(dtype):
     torch.testing.assert_close(out.float(), view.apply(x, params).float(), rtol=0, atol=2e-2)
     cpu = view.apply(x.cpu(), params.to("cpu"))
     torch.testing.assert_close(out.cpu().float(), cpu.float(), rtol=0, atol=2e-2)
+
+
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(2, 20), st.integers(2, 20)),
+    size=st.one_of(st.none(), st.integers(2, 12), st.tuples(st.integers(2, 12), st.integers(2, 12))),
+    seed=seeds,
+)
+def test_any_image_and_output_size_gives_a_view_in_range(shape, size, seed):
+    b, h, w = shape
+    view = augplug.create("views", "simclr", size=size)
+    x = torch.rand(b, 3, h, w, generator=torch.Generator().manual_seed(seed))
+    out = view(x, generator=torch.Generator().manual_seed(seed))
+    expected = (h, w) if size is None else (size, size) if isinstance(size, int) else size
+    assert out.shape == (b, 3, *expected)
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
+def test_a_list_of_single_ops_composes_and_replays():
+    stages = [
+        augplug.create("views", "random_resized_crop", size=6),
+        augplug.create("views", "horizontal_flip"),
+        augplug.create("views", "colour_jitter", p=1.0),
+        augplug.create("views", "gaussian_blur", p=1.0),
+    ]
+    views = augplug.ComposedViews(stages)
+    assert views.continuous_params == ("0.crop_box", "2.brightness", "2.contrast", "2.saturation", "2.hue", "3.blur_sigma")
+    x = images()
+    params = views.sample(x, torch.Generator().manual_seed(5))
+    assert torch.equal(views.apply(x, params), views(x, generator=torch.Generator().manual_seed(5)))
