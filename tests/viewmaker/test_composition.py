@@ -93,3 +93,21 @@ def test_recipe_list_builds_combined_views_with_viewmaker_gradients(standin_plug
     # separate optimizers as in the paper: no parameter in both groups
     encoder_ids = {id(p) for p in encoder.parameters()}
     assert not any(id(p) in encoder_ids for p in vm_params)
+
+
+def test_the_issue_recipe_simclr_then_viewmaker(standin_plugin, make_encoder):
+    pipeline = augplug.build(
+        {
+            "views": [{"name": "simclr", "size": 8}, {"name": "viewmaker", "width": 4, "depth": 1}],
+            "objective": {"name": "test-standin-ntxent"},
+        }
+    )
+    combined = pipeline.views[0]
+    x = torch.rand(4, 3, 12, 12)
+    params = combined.sample(x, generator=torch.Generator().manual_seed(3))
+    view = combined.apply(x, params)
+    assert view.shape == (4, 3, 8, 8) and bool(((view >= 0) & (view <= 1)).all())
+    assert torch.equal(view, combined(x, generator=torch.Generator().manual_seed(3)))
+    out = pipeline(x, make_encoder(), generator=torch.Generator().manual_seed(4))
+    out.loss.backward()
+    assert all(p.grad is not None for p in viewmaker_parameters(pipeline))
