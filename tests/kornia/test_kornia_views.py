@@ -190,7 +190,7 @@ def test_no_per_sample_loop_views_of_a_batch_equal_views_of_each_sample():
         torch.testing.assert_close(row, full[i : i + 1], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize(("name", "kwargs"), [("simclr", {"size": 6}), ("byol", {"branch": 1}), ("colour", {})])
+@pytest.mark.parametrize(("name", "kwargs"), [("byol", {"branch": 1, "size": 6}), ("colour", {})])
 def test_apply_compiles_with_fullgraph_on_cpu(name, kwargs):
     """fullgraph=True fails on any graph break (host sync, data-dependent branch)."""
     view = augplug.create("views", name, **kwargs)
@@ -201,6 +201,14 @@ def test_apply_compiles_with_fullgraph_on_cpu(name, kwargs):
         compiled = torch.compile(view.apply, fullgraph=True, backend="aot_eager")
         out = compiled(x, params)
     torch.testing.assert_close(out, view.apply(x, params))
+
+
+def test_whole_module_compiles_with_fullgraph_when_no_generator_is_given():
+    view = augplug.create("views", "simclr", size=6)
+    torch._dynamo.reset()
+    with validation(False):
+        out = torch.compile(view, fullgraph=True, backend="aot_eager")(images(b=2, h=8, w=8))
+    assert out.shape == (2, 3, 6, 6) and out.min() >= 0 and out.max() <= 1
 
 
 @pytest.mark.cuda
