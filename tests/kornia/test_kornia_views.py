@@ -6,6 +6,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import augplug
 from augplug.checks import validation
@@ -201,6 +202,44 @@ def test_apply_compiles_with_fullgraph_on_cpu(name, kwargs):
         compiled = torch.compile(view.apply, fullgraph=True, backend="aot_eager")
         out = compiled(x, params)
     torch.testing.assert_close(out, view.apply(x, params))
+
+
+class RecordOps(TorchDispatchMode):
+    """Records the name of every ATen op that runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(func.__name__.split(".")[0])
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(("name", "kwargs"), RECIPES, ids=ids)
+def test_forward_and_backward_never_read_values_back_to_the_host(name, kwargs):
+    """.item(), bool(tensor), nonzero and boolean-mask indexing all dispatch one of these ops."""
+    view = augplug.create("views", name, **kwargs)
+    x = images(dtype=torch.bfloat16).requires_grad_()
+    with validation(False), RecordOps() as recorded:  # validation's finite check is a deliberate sync
+        view(x, generator=torch.Generator().manual_seed(0)).float().sum().backward()
+    assert not recorded.names & {"_local_scalar_dense", "nonzero", "masked_select", "item"}
+    assert "rand" in recorded.names  # the recorder saw the forward
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize(("name", "kwargs"), RECIPES, ids=ids)
+def test_no_host_sync_on_cuda(name, kwargs):
+    view = augplug.create("views", name, **kwargs)
+    x = torch.rand(8, 3, 16, 16, device="cuda")
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    with validation(False):
+        view(x, generator=generator)  # warm-up (lazy initialisation may sync once)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            view(x, generator=generator)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
 
 
 def test_whole_module_compiles_with_fullgraph_when_no_generator_is_given():
