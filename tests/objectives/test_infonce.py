@@ -189,3 +189,10 @@ def test_cuda_matches_reference(dtype):
     # rounded to the input dtype for the backward matmuls, as flash attention does.
     torch.testing.assert_close(loss.cpu().double(), ref_loss, rtol=2e-3, atol=2e-3)
     torch.testing.assert_close(grad.cpu().double(), ref_grad, rtol=5e-2, atol=5e-2 * ref_grad.abs().max().item())
+
+
+@pytest.mark.parametrize("local_anchors", [False, True])
+def test_gathering_is_a_no_op_on_one_process(local_anchors):
+    views = _views(6, 5, 3, 4)
+    gathered = InfoNCE(gather_distributed=True, local_anchors=local_anchors, tile_size=4)
+    torch.testing.assert_close(gathered(views), nt_xent_reference(views, 0.1), rtol=1e-10, atol=1e-10)
