@@ -41,7 +41,7 @@ def reference_delta(vm: Viewmaker, x: torch.Tensor, params) -> torch.Tensor:
 
 @given(
     batch=st.integers(1, 3),
-    channels=st.sampled_from([1, 2, 3, 5]),
+    channels=st.sampled_from([1, 2, 3, 5, 52]),  # 52: the sensor spectrograms
     height=st.integers(5, 12),
     width=st.integers(5, 12),
     dtype=st.sampled_from(DTYPES),
@@ -65,7 +65,8 @@ def test_views_keep_shape_meet_the_budget_and_stay_in_range(
     mean_abs = delta.double().abs().mean(dim=(1, 2, 3))
     torch.testing.assert_close(mean_abs, torch.full_like(mean_abs, eps), rtol=1e-3, atol=0)
     expected = reference_delta(vm, x.float(), params)
-    torch.testing.assert_close(delta.double(), expected, rtol=1e-4, atol=1e-5)
+    # float32 network vs float64: instance norm over a 2x2 bottleneck amplifies rounding
+    torch.testing.assert_close(delta.double(), expected, rtol=1e-3, atol=1e-4)
     unclamped = x.float() + delta
     torch.testing.assert_close(view, (unclamped.clamp(0, 1) if clamp else unclamped).to(dtype))
     if clamp:
