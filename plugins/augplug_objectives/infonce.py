@@ -83,7 +83,12 @@ class _SimilarityLogSumExp(torch.autograd.Function):
         scaled = anchors * scale
         lse = torch.empty(anchors.shape[0], dtype=dtype, device=anchors.device)
         for start, stop in _row_tiles(anchors.shape[0], tile_size):
-            lse[start:stop] = torch.logsumexp(_masked_scores(scaled, keys, start, stop, self_offset, dtype), dim=1)
+            scores = _masked_scores(scaled, keys, start, stop, self_offset, dtype)
+            # torch.logsumexp would allocate a second tile for exp(scores - max); in place,
+            # one tile is the whole working set. The clamp keeps a row with no key but its
+            # own (max -inf) at lse = -inf instead of NaN.
+            row_max = scores.amax(dim=1, keepdim=True).clamp_min_(torch.finfo(dtype).min)
+            lse[start:stop] = scores.sub_(row_max).exp_().sum(dim=1).log_().add_(row_max.squeeze(1))
         ctx.save_for_backward(anchors, keys, lse)
         ctx.scale, ctx.tile_size, ctx.self_offset = scale, tile_size, self_offset
         return lse
