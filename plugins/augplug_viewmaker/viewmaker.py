@@ -137,8 +137,10 @@ class Viewmaker(ParametricViewGenerator):
       gradient of whatever loss is back-propagated through the views, so one
       ``loss.backward()`` trains the encoder to minimise and the viewmaker to maximise the
       same loss. Gradients to ``x`` and to everything else are unchanged. ``False`` gives
-      plain gradients, for the reference's alternating two-pass schedule (see
-      ``docs/viewmaker.md``).
+      plain gradients, for the reference's alternating two-pass schedule: an encoder
+      step on views made under ``torch.no_grad()``, then fresh views and a viewmaker
+      step on ``-loss`` with ``encoder.requires_grad_(False)`` (about twice the cost;
+      the one-pass reversal gives the viewmaker exactly that second pass's gradient).
     * ``freeze_after=None`` - after this many :meth:`step` calls the viewmaker stops
       learning: its parameters get no gradient (and no graph is built for them).
 
