@@ -213,8 +213,9 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: tuple[int, 
     padded = F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="reflect")
     groups = batch * channels
     folded = padded.reshape(1, groups, height + 2 * pad_h, width + 2 * pad_w)
-    column = gaussian_kernel1d(sigma, k_h).repeat_interleave(channels, 0).reshape(groups, 1, k_h, 1)
-    row = gaussian_kernel1d(sigma, k_w).repeat_interleave(channels, 0).reshape(groups, 1, 1, k_w)
+    column = gaussian_kernel1d(sigma, k_h).repeat_interleave(channels, 0)
+    row = column if k_w == k_h else gaussian_kernel1d(sigma, k_w).repeat_interleave(channels, 0)
+    column, row = column.reshape(groups, 1, k_h, 1), row.reshape(groups, 1, 1, k_w)
     out = F.conv2d(F.conv2d(folded, column, groups=groups), row, groups=groups)
     return out.reshape(batch, channels, height, width)
 
