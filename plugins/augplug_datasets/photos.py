@@ -71,7 +71,11 @@ def _photos() -> torch.Tensor:
         side = min(photo.shape[1:])
         top, left = (photo.shape[1] - side) // 2, (photo.shape[2] - side) // 2
         square = photo[None, :, top : top + side, left : left + side]
-        out.append(F.interpolate(square, size=_PHOTO_SIDE, mode="bilinear", antialias=True, align_corners=False))
+        out.append(
+            F.interpolate(
+                square, size=_PHOTO_SIDE, mode="bilinear", antialias=True, align_corners=False
+            )
+        )
     return torch.cat(out).clamp_(0.0, 1.0)
 
 
@@ -81,7 +85,9 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor]:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    ink = torch.from_numpy(digits.images).float().div(16.0)[:, None]  # ink 16 = opaque, 0 = transparent
+    ink = (
+        torch.from_numpy(digits.images).float().div(16.0)[:, None]
+    )  # ink 16 = opaque, 0 = transparent
     glyphs = F.interpolate(ink, size=_GLYPH, mode="bilinear", align_corners=False).clamp_(0.0, 1.0)
     return glyphs, torch.from_numpy(digits.target).long()
 
@@ -115,7 +121,9 @@ def _generator(seed: int, split: str, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(2 * seed + _SPLITS.index(split))
 
 
-def _photo_crops(photo: torch.Tensor, split: str, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+def _photo_crops(
+    photo: torch.Tensor, split: str, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
     """One random 32x32 crop per row of ``photo`` (class indices), inside a block of ``split``.
 
     The photos are stacked into one tall atlas so every crop is one ``grid_sample`` over a
@@ -134,7 +142,9 @@ def _photo_crops(photo: torch.Tensor, split: str, generator: torch.Generator, de
     steps = (torch.arange(IMAGE_SIZE, device=device, dtype=torch.float32) + 0.5) / IMAGE_SIZE
     ys = (top + steps * side) / (num_photos * _PHOTO_SIDE) * 2 - 1  # (n, 32) normalised centres
     xs = (left + steps * side) / _PHOTO_SIDE * 2 - 1
-    grid = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), -1)  # (n, 32, 32, 2)
+    grid = torch.stack(
+        torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), -1
+    )  # (n, 32, 32, 2)
     crops = F.grid_sample(
         atlas, grid.reshape(1, n * IMAGE_SIZE, IMAGE_SIZE, 2), mode="bilinear", align_corners=False
     )
@@ -169,10 +179,14 @@ def digits_on_photos(
         for left in _GLYPH_OFFSETS:
             alpha[:, :, top : top + _GLYPH, left : left + _GLYPH] = glyphs[pick]
     images = torch.lerp(background, torch.ones_like(background), alpha)  # white ink over the photo
-    return augplug.MultiTaskDataset(images, {"photo": photo, "digit": labels[pick]}, _tasks("digit", 10))
+    return augplug.MultiTaskDataset(
+        images, {"photo": photo, "digit": labels[pick]}, _tasks("digit", 10)
+    )
 
 
-def _shape_coverage(shape: torch.Tensor, centre: torch.Tensor, radius: torch.Tensor, aspect: torch.Tensor) -> torch.Tensor:
+def _shape_coverage(
+    shape: torch.Tensor, centre: torch.Tensor, radius: torch.Tensor, aspect: torch.Tensor
+) -> torch.Tensor:
     """Anti-aliased coverage (n, 1, 32, 32) of each row's shape, from signed distances in pixels."""
     device = centre.device
     pixels = torch.arange(IMAGE_SIZE, device=device, dtype=torch.float32) + 0.5
@@ -186,7 +200,9 @@ def _shape_coverage(shape: torch.Tensor, centre: torch.Tensor, radius: torch.Ten
     triangle = edges.amax(-1) - r / 2
     a, b = r * aspect[:, :, None], r / aspect[:, :, None]
     ellipse = (torch.sqrt((dx / a) ** 2 + (dy / b) ** 2) - 1) * torch.minimum(a, b)
-    distance = torch.stack([square, triangle, ellipse], 1).gather(1, shape[:, None, None, None].expand(-1, 1, IMAGE_SIZE, IMAGE_SIZE))
+    distance = torch.stack([square, triangle, ellipse], 1).gather(
+        1, shape[:, None, None, None].expand(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
+    )
     return (0.5 - distance).clamp(0.0, 1.0)
 
 
@@ -212,4 +228,6 @@ def shapes_on_photos(
     aspect = rng.uniform((size, 1), 0.7, 1.4, device=device, generator=generator)
     coverage = alpha * _shape_coverage(shape, centre, radius, aspect)
     images = torch.lerp(background, colour.expand_as(background), coverage)
-    return augplug.MultiTaskDataset(images, {"photo": photo, "shape": shape}, _tasks("shape", len(SHAPE_NAMES)))
+    return augplug.MultiTaskDataset(
+        images, {"photo": photo, "shape": shape}, _tasks("shape", len(SHAPE_NAMES))
+    )

@@ -7,5 +7,10 @@ _HINT = "pip install 'augplug[demo]' (bundled digits and photos of scikit-learn 
 
 @augplug.hookimpl
 def augplug_register_dataset(register):
-    for name, factory in (("digits-on-photos", "digits_on_photos"), ("shapes-on-photos", "shapes_on_photos")):
-        register(name, f"augplug_datasets.photos:{factory}", requires=("sklearn", "skimage"), hint=_HINT)
+    for name, factory in (
+        ("digits-on-photos", "digits_on_photos"),
+        ("shapes-on-photos", "shapes_on_photos"),
+    ):
+        register(
+            name, f"augplug_datasets.photos:{factory}", requires=("sklearn", "skimage"), hint=_HINT
+        )

@@ -1,0 +1,303 @@
+"""``augplug demo``: train small encoders with several view strategies, probe every task, report.
+
+Defaults (about 2-3 minutes on two CPU cores): ``digits-on-photos``, 2000 training and
+1000 test images, 300 steps of batch 128 per strategy, strategies ``untrained`` (baseline),
+``simclr``, ``viewmaker`` and ``combined``. Outputs under ``--out``: ``report.md``,
+``results.json`` (config, versions, seed, metrics: identical for the same seed, device
+type and thread count), ``views-<strategy>.png`` and ``scores.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import augplug
+from augplug.demo import report
+from augplug.demo.strategies import (
+    DATASETS,
+    Strategy,
+    default_strategies,
+    missing_components,
+    strategies,
+)
+from augplug.demo.training import DemoData, evaluate, load_data, train
+from augplug.pictures import save_view_grid
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="augplug demo",
+        description="Train small encoders with several view strategies, evaluate every task with "
+        "linear probes, and write a report (see docs/demo.md).",
+    )
+    parser.add_argument(
+        "--data", default="digits-on-photos", choices=sorted(DATASETS), help="the study's data set"
+    )
+    parser.add_argument(
+        "--strategies", default=None,
+        help="comma-separated strategies (default: untrained, the expert views, viewmaker, combined); "
+        "'all' for every one, e.g. also '<expert>+features' and '<expert>+invariance'",
+    )  # fmt: skip
+    parser.add_argument(
+        "--steps", type=int, default=300, help="training steps per strategy (default 300)"
+    )
+    parser.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
+    parser.add_argument(
+        "--train-size", type=int, default=2000, help="training images (default 2000)"
+    )
+    parser.add_argument("--test-size", type=int, default=1000, help="test images (default 1000)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the data, weights and views (default 0)"
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=min(4, os.cpu_count() or 1),
+        help="CPU threads; fixed so reruns give identical numbers (default min(4, cores))",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", default="augplug-demo", help="output folder (default augplug-demo/)"
+    )
+    parser.add_argument(
+        "--study", choices=["feature-dropout-theory"], default=None,
+        help="run a study instead: the linear-model feature-dropout simulation (seconds on CPU)",
+    )  # fmt: skip
+    return parser
+
+
+def _positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        if getattr(args, name) < 1:
+            parser.error(
+                f"--{name.replace('_', '-')}: expected an int >= 1, got {getattr(args, name)}"
+            )
+
+
+@contextlib.contextmanager
+def deterministic(threads: int) -> Iterator[None]:
+    """Deterministic kernels and a fixed CPU thread count for the block; restored afterwards.
+
+    ``warn_only``: a CUDA kernel without a deterministic version warns instead of failing.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS determinism
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    previous_threads = torch.get_num_threads()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.set_num_threads(previous_threads)
+
+
+def _chance(data: DemoData) -> tuple[dict[str, float], dict[str, str]]:
+    """The majority-class accuracy (classification) or R^2 = 0 / the MSE of the training mean."""
+    scores, cells = {}, {}
+    for task in data.tasks:
+        test = data.test_targets[task.name]
+        if task.kind == "classification":
+            counts = torch.bincount(test, minlength=task.size)
+            scores[task.name] = (counts.max() / counts.sum()).item()
+            cells[task.name] = f"{100 * scores[task.name]:.1f}%"
+        else:
+            mean = data.train_targets[task.name].double().mean(0)
+            mse = (test.double() - mean).square().mean().item()
+            scores[task.name] = 0.0
+            cells[task.name] = f"{mse:.4g} (R2 0.00)"
+    return scores, cells
+
+
+def _view_grid(
+    path: Path, strategy: Strategy, run, data: DemoData, seed: int, device: torch.device
+) -> None:
+    """Eight test samples: input, two views, and |delta| for the viewmaker alone."""
+    if strategy.views_input == "inputs":
+        x = data.test_inputs[:8]
+    else:
+        x = torch.stack([data.test_targets[t.name][:8] for t in data.tasks], 1).float()
+    generator = torch.Generator(device=device).manual_seed(seed)
+    with torch.no_grad():
+        views, _ = run.pipeline.make_views(x, generator=generator)
+    shown = data.test_inputs[:8]  # the clean image beside views rendered from its factors
+    delta = [v - shown for v in views] if strategy.name == "viewmaker" else None
+    save_view_grid(path, shown, views, delta=delta, scale=3)
+
+
+def _select(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, table: dict[str, Strategy]
+) -> list[str]:
+    spec = DATASETS[args.data]
+    if args.strategies is None:
+        return default_strategies(spec)
+    if args.strategies == "all":
+        return list(table)
+    names = [n.strip() for n in args.strategies.split(",") if n.strip()]
+    unknown = [n for n in names if n not in table]
+    if unknown or not names:
+        parser.error(
+            f"--strategies: unknown {unknown or names}; for --data {args.data} choose from {list(table)} or 'all'"
+        )
+    return names
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``augplug demo`` (``argv`` without the ``demo`` word)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _positive(parser, args, "steps", "batch_size", "train_size", "test_size", "threads")
+    if args.seed < 0:
+        parser.error(f"--seed: expected an int >= 0, got {args.seed}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with deterministic(args.threads):
+        if args.study == "feature-dropout-theory":
+            from augplug.demo.theory import run_study
+
+            return run_study(out, seed=args.seed)
+        return _run_demo(parser, args, out)
+
+
+def _run_demo(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Path) -> int:
+    try:
+        device = torch.device(args.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        parser.error(f"--device: {args.device!r} is not usable here: {exc}")
+    spec = DATASETS[args.data]
+    if spec.name not in augplug.available("dataset"):
+        print(f"augplug demo: error: dataset {spec.name!r} is not available; installed: "
+              f"{augplug.available('dataset')} (see `augplug plugins`)", file=sys.stderr)  # fmt: skip
+        return 2
+    started = time.perf_counter()
+    print(f"augplug demo: {spec.name}, {args.train_size} train / {args.test_size} test, "
+          f"{args.steps} steps x {args.batch_size}, seed {args.seed}, {device}, {args.threads} threads", file=sys.stderr)  # fmt: skip
+    data = load_data(spec, args.train_size, args.test_size, args.seed, device)
+    table = strategies(spec, data.channels, data.train_inputs.shape[-1])
+    selected = _select(parser, args, table)
+    chance_scores, chance_cells = _chance(data)
+
+    runs: dict[str, dict[str, Any]] = {}
+    timings: dict[str, float] = {}
+    grids: dict[str, str] = {}
+    for name in selected:
+        strategy = table[name]
+        entry: dict[str, Any] = {"description": strategy.description, "recipe": strategy.recipe}
+        missing = missing_components(strategy.recipe)
+        if missing:
+            entry.update(
+                status="skipped",
+                reason=f"not installed: {', '.join(missing)} (see `augplug plugins`)",
+            )
+            runs[name] = entry
+            print(f"{name:>22} skipped: {entry['reason']}", file=sys.stderr)
+            continue
+        try:
+            run = train(
+                strategy,
+                data,
+                steps=args.steps,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                device=device,
+            )
+        except (augplug.RecipeError, ImportError) as exc:
+            entry.update(status="skipped", reason=f"could not build: {exc}")
+            runs[name] = entry
+            print(f"{name:>22} skipped: {entry['reason']}", file=sys.stderr)
+            continue
+        entry.update(status="ok", final_loss=run.final_loss, metrics=evaluate(run.encoder, data))
+        timings[name] = run.seconds
+        if run.pipeline is not None:
+            grids[name] = f"views-{name}.png"
+            _view_grid(out / grids[name], strategy, run, data, args.seed, device)
+        runs[name] = entry
+
+    config = {k: v for k, v in vars(args).items() if k not in ("out", "study")}
+    config["device"] = device.type
+    config["strategies"] = selected
+    results = {
+        "config": config,
+        "versions": report.versions(),
+        "seed": args.seed,
+        "data": {"name": spec.name, "tasks": [vars(t) for t in data.tasks]},
+        "chance": chance_scores,
+        "strategies": runs,
+    }
+    report.write_json(out / "results.json", results)
+    scores = {
+        name: {t.name: report.score(t, run["metrics"][t.name]) for t in data.tasks}
+        for name, run in runs.items() if run["status"] == "ok"
+    }  # fmt: skip
+    report.bar_chart(out / "scores.png", data.tasks, scores, chance_scores)
+    results_table = report.table(data.tasks, runs, chance_cells)
+    print("\n" + results_table + "\n")
+    _write_markdown(
+        out,
+        args,
+        spec.name,
+        data,
+        runs,
+        results_table,
+        timings,
+        grids,
+        time.perf_counter() - started,
+    )
+    print(
+        f"augplug demo: wrote {out}/report.md, results.json, scores.png and {len(grids)} view grid(s)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _write_markdown(
+    out, args, data_name, data, runs, results_table, timings, grids, seconds
+) -> None:
+    lines = [
+        "# augplug demo",
+        "",
+        f"`augplug demo --data {data_name} --steps {args.steps} --seed {args.seed} --device {args.device}` "
+        f"({args.train_size} train / {args.test_size} test, batch {args.batch_size}, {args.threads} threads); "
+        f"{seconds:.0f} s in all.",
+        "",
+        "Tasks: " + ", ".join(f"`{t.name}` ({t.kind}, {t.size})" for t in data.tasks) + ". "
+        "Test-set linear probes on the frozen encoder's pooled features (accuracy, or MSE and R2).",
+        "",
+        results_table,
+        "",
+        "## Strategies",
+        "",
+    ]
+    for name, run in runs.items():
+        detail = f"{run['status']}"
+        if run["status"] == "ok":
+            detail = (
+                f"{timings.get(name, 0.0):.1f} s training, final loss {run['final_loss']}"
+                if run.get("final_loss") is not None
+                else "no training"
+            )
+        else:
+            detail = f"skipped: {run['reason']}"
+        lines.append(f"- **{name}**: {run['description']} ({detail})")
+    lines += ["", "![per-task scores](scores.png)", ""]
+    for name, grid in grids.items():
+        lines += [f"### Views: {name}", "", f"![{name}]({grid})", ""]
+    lines.append(
+        "Numbers and settings: `results.json` (identical for the same seed, device type and threads)."
+    )
+    (out / "report.md").write_text("\n".join(lines) + "\n")

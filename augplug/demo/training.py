@@ -1,0 +1,167 @@
+"""The demo's data loading, training loop, progress bar and evaluation."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import torch
+from torch import nn
+
+import augplug
+from augplug import rng
+from augplug.demo.strategies import DataSpec, Encoder, Strategy, projector
+from augplug.evaluate import encode, probe_tasks
+
+__all__ = ["DemoData", "ProgressBar", "RunResult", "evaluate", "load_data", "load_split", "train"]
+
+#: Adam learning rate of the encoder and projector, and of the viewmaker's own parameter
+#: group (the viewmaker paper's Adam lr 1e-3).
+ENCODER_LR = 1e-3
+VIEWMAKER_LR = 1e-3
+
+
+@dataclass
+class DemoData:
+    """Train/test inputs and targets on the run's device."""
+
+    spec: DataSpec
+    tasks: tuple[augplug.Task, ...]
+    train_inputs: torch.Tensor
+    train_targets: dict[str, torch.Tensor]
+    test_inputs: torch.Tensor
+    test_targets: dict[str, torch.Tensor]
+
+    def views_input(self, kind: str) -> torch.Tensor:
+        """What the view generators read: the inputs, or the stacked targets (Spirograph re-renders)."""
+        if kind == "inputs":
+            return self.train_inputs
+        return torch.stack([self.train_targets[t.name] for t in self.tasks], 1).float()
+
+    @property
+    def channels(self) -> int:
+        return self.train_inputs.shape[1]
+
+
+def load_split(
+    spec: DataSpec, split: str, size: int, seed: int, device: torch.device
+) -> tuple[torch.Tensor, dict, tuple]:
+    """One split through the registry as (inputs, targets, tasks); audio becomes normalised 64x64 log-mels."""
+    dataset = augplug.create("dataset", spec.name, split=split, size=size, seed=seed, device=device)
+    inputs = dataset.inputs.float()
+    if spec.modality == "audio":
+        # The audio plugin's log-mel front end is a deterministic "view": computed once here.
+        front_end = augplug.create("views", "log_mel", sample_rate=dataset.sample_rate).to(device)
+        with torch.no_grad():
+            inputs = torch.cat([front_end(chunk) for chunk in inputs.split(512)])
+        if inputs.ndim == 3:
+            inputs = inputs[:, None]
+    return inputs, dict(dataset.targets), tuple(dataset.tasks)
+
+
+def load_data(
+    spec: DataSpec, train_size: int, test_size: int, seed: int, device: torch.device
+) -> DemoData:
+    """Both splits of ``spec``'s data set on ``device``."""
+    train_x, train_y, tasks = load_split(spec, "train", train_size, seed, device)
+    test_x, test_y, _ = load_split(spec, "test", test_size, seed, device)
+    return DemoData(spec, tasks, train_x, train_y, test_x, test_y)
+
+
+class ProgressBar:
+    """A one-line progress bar (steps, loss, throughput) on a terminal; a few plain lines otherwise."""
+
+    def __init__(self, label: str, total: int, stream: TextIO | None = None, width: int = 24):
+        self.label, self.total, self.width = label, total, width
+        self.stream = stream if stream is not None else sys.stderr
+        self.interactive = self.stream.isatty()
+        self.start = time.perf_counter()
+        self._next_line = 0
+
+    def update(self, step: int, loss: float, images: int) -> None:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        done = int(self.width * step / self.total)
+        text = (
+            f"{self.label:>22} {step:>5}/{self.total} |{'#' * done}{'.' * (self.width - done)}| "
+            f"loss {loss:7.4f} | {images / elapsed:7.0f} img/s | {elapsed:5.1f}s"
+        )
+        if self.interactive:
+            self.stream.write("\r" + text + ("\n" if step == self.total else ""))
+            self.stream.flush()
+        elif step >= self._next_line or step == self.total:  # logs: about every quarter
+            self.stream.write(text + "\n")
+            self._next_line = step + max(1, self.total // 4)
+
+
+@dataclass
+class RunResult:
+    encoder: nn.Module
+    pipeline: augplug.Pipeline | None
+    final_loss: float | None = None
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _models(strategy: Strategy, data: DemoData, seed: int, device: torch.device):
+    # Every strategy starts from the same encoder weights (same seed), so the rows differ
+    # only by their views/objective; forking keeps the caller's global RNG untouched.
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        encoder = Encoder(data.channels)
+        head = projector(encoder.dim)
+        pipeline = augplug.build(strategy.recipe) if strategy.recipe is not None else None
+    return encoder.to(device), head.to(device), None if pipeline is None else pipeline.to(device)
+
+
+def train(
+    strategy: Strategy,
+    data: DemoData,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    stream: TextIO | None = None,
+) -> RunResult:
+    """Train one strategy's encoder (Adam; the viewmaker in its own parameter group)."""
+    encoder, head, pipeline = _models(strategy, data, seed, device)
+    if pipeline is None:
+        return RunResult(encoder.eval(), None)
+    groups = [{"params": [*encoder.parameters(), *head.parameters()], "lr": ENCODER_LR}]
+    view_parameters = [p for p in pipeline.parameters() if p.requires_grad]
+    if view_parameters:  # learned views (the viewmaker), trained through gradient reversal
+        groups.append({"params": view_parameters, "lr": VIEWMAKER_LR})
+    optimizer = torch.optim.Adam(groups)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    source = data.views_input(strategy.views_input)
+    bar = ProgressBar(strategy.name, steps, stream)
+    encoder.train()
+    pipeline.train()
+    loss_value = float("nan")
+    for step in range(1, steps + 1):
+        rows = rng.randint((batch_size,), 0, source.shape[0], device=device, generator=generator)
+        out = pipeline(source[rows], encoder, head, generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        optimizer.step()
+        # Reading the loss is a host sync: only as often as the bar can show it.
+        if step == steps or step % 10 == 0 or bar.interactive:
+            loss_value = out.loss.item()
+            bar.update(step, loss_value, step * batch_size)
+    seconds = time.perf_counter() - bar.start
+    return RunResult(
+        encoder.eval(), pipeline.eval(), loss_value, seconds, steps * batch_size / seconds
+    )
+
+
+def evaluate(encoder: nn.Module, data: DemoData) -> dict[str, Any]:
+    """Linear-probe metrics of the frozen encoder's features on every task."""
+    train_features = encode(encoder, data.train_inputs)
+    test_features = encode(encoder, data.test_inputs)
+    return probe_tasks(
+        train_features, data.train_targets, test_features, data.test_targets, data.tasks
+    )
