@@ -230,7 +230,9 @@ class InfoNCE(Objective):
         tile_size: anchor rows per tile; memory is O(tile_size * N) on top of the
             embeddings. ``None`` picks rows so one tile holds about 32M floats (128 MiB).
         gather_distributed: under ``torch.distributed``, use every rank's embeddings as
-            keys (differentiable all-gather); a no-op on one process.
+            keys (differentiable all-gather; every rank must pass the same shape); a no-op
+            on one process. DDP's gradient average then gives exactly the gradient of the
+            loss on the concatenated batch: do not rescale the loss by the world size.
         local_anchors: with ``gather_distributed``, only this rank's embeddings are anchors
             (scored against all ranks' keys), as open_clip's ``local_loss`` does: each rank
             computes 1/world_size of the loss, and DDP's gradient average still gives the
