@@ -266,7 +266,9 @@ class Viewmaker(ParametricViewGenerator):
     def apply(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The view ``x + delta`` (clamped to [0, 1] when ``clamp``), in ``x``'s dtype."""
         delta = self.perturbation(x, params)
-        view = x.float() + delta
+        # Add in float32 at least (half inputs), keeping float64 inputs exact.
+        work = torch.promote_types(x.dtype, torch.float32)
+        view = x.to(work) + delta.to(work)
         if self.clamp:
             view = view.clamp(0.0, 1.0)
         return view.to(x.dtype)
