@@ -280,3 +280,18 @@ def test_examples_are_independent_so_one_call_can_make_both_views():
     # each row depends only on its own input and noise (instance norm, no batch statistics)
     for rows in (slice(0, 1), slice(2, 5)):
         torch.testing.assert_close(vm.apply(pair[rows], params.index(rows)), views[rows])
+
+
+def test_autocast_bf16_keeps_the_budget_in_float32():
+    vm = small_viewmaker()
+    x = torch.rand(3, 3, 9, 7)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        params = vm.sample(x, generator=seeded(0))
+        delta = vm.perturbation(x, params)
+        view = vm.apply(x, params)
+    assert delta.dtype == torch.float32 and view.dtype == x.dtype
+    mean_abs = delta.double().abs().mean(dim=(1, 2, 3))
+    torch.testing.assert_close(mean_abs, torch.full_like(mean_abs, vm.eps), rtol=1e-3, atol=0)
+    assert bool(((view >= 0) & (view <= 1)).all())
+    view.sum().backward()
+    assert all(p.grad is not None for p in vm.parameters())
