@@ -103,6 +103,11 @@ class _SimilarityLogSumExp(torch.autograd.Function):
         # p the masked softmax. The upstream gradient and the scale multiply (tile, d) blocks,
         # never the (tile, N) probabilities.
         row_weight = (grad_lse.to(dtype) * ctx.scale)[:, None]
+        # Anchors weighted by row_weight feed a matmul in the storage dtype. A mean over a
+        # large batch makes the weights tiny (fp16 subnormals), so they are used relative
+        # to their largest magnitude, which multiplies the float32 result instead.
+        weight_norm = row_weight.abs().amax().clamp_min(torch.finfo(dtype).tiny)
+        relative_weight = row_weight / weight_norm
         grad_anchors = torch.empty(anchors.shape, dtype=dtype, device=anchors.device)
         grad_keys = torch.zeros(keys.shape, dtype=dtype, device=keys.device)
         for start, stop in _row_tiles(anchors.shape[0], ctx.tile_size):
@@ -111,8 +116,9 @@ class _SimilarityLogSumExp(torch.autograd.Function):
             # matmuls (as flash attention does); elsewhere this is a no-op.
             probs = probs.sub_(lse[start:stop, None]).exp_().to(keys.dtype)
             grad_anchors[start:stop] = _mm(probs, keys, dtype).mul_(row_weight[start:stop])
-            weighted_anchors = (anchors[start:stop].to(dtype) * row_weight[start:stop]).to(anchors.dtype)
+            weighted_anchors = (anchors[start:stop].to(dtype) * relative_weight[start:stop]).to(anchors.dtype)
             grad_keys += _mm(probs.T, weighted_anchors, dtype)
+        grad_keys *= weight_norm
         return grad_anchors.to(anchors.dtype), grad_keys.to(keys.dtype), None, None, None
 
 
