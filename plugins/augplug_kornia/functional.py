@@ -4,9 +4,9 @@ Every op takes a batch ``x`` of shape (B, C, H, W) and per-sample parameters wit
 batch dimension, runs without a per-sample loop or a host sync, and is differentiable in
 ``x`` and in every floating parameter. The formulas follow the Kornia functional ops named
 in each docstring (the tests compare them on the same parameters); the implementation is
-written for the bandwidth floor: crop, flip and resize are one ``grid_sample``, the colour
-jitter is a handful of elementwise passes, the blur is one pair of grouped 1-D convolutions
-with a kernel per sample.
+written for the bandwidth floor: crop, flip and resize are one separable bilinear warp (a
+gather and a blend per axis), the colour jitter is a handful of elementwise passes, the blur
+is one pair of grouped 1-D convolutions with a kernel per sample.
 
 Colour ops expect RGB values in [0, 1] and clamp their result to [0, 1], as Kornia does.
 """
@@ -61,6 +61,23 @@ def _per_sample(value: torch.Tensor, ndim: int = 4) -> torch.Tensor:
     return value.reshape(value.shape[0], *([1] * (ndim - 1)))
 
 
+def _axis_interpolation(
+    start: torch.Tensor, end: torch.Tensor, in_len: int, out_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bilinear taps along one axis: source indices (B, 2 * out_len), low taps then high taps,
+    and the weight of the high tap (B, out_len), for ``out_len`` points from ``start`` to ``end``."""
+    if out_len > 1:
+        steps = torch.linspace(0.0, 1.0, out_len, device=start.device, dtype=start.dtype)
+    else:  # one output pixel samples the middle of the box
+        steps = torch.full((1,), 0.5, device=start.device, dtype=start.dtype)
+    # Clamping the position to the image repeats the border pixel outside it.
+    position = (start.unsqueeze(-1) + (end - start).unsqueeze(-1) * steps).clamp(0, in_len - 1)
+    low = position.detach().floor().clamp(max=max(in_len - 2, 0))
+    weight = position - low  # d weight / d position = 1: the box gets the bilinear gradient
+    low = low.long()
+    return torch.cat((low, (low + 1).clamp(max=in_len - 1)), -1), weight
+
+
 def resized_crop(
     x: torch.Tensor,
     box: torch.Tensor,
@@ -75,26 +92,22 @@ def resized_crop(
     ``align_corners=True``). ``flip`` (B,) bool mirrors the crop horizontally, which is the
     same as sampling the box from ``x1`` to ``x0``, so it costs nothing extra. Coordinates
     that fall outside the image repeat the border pixel.
+
+    An axis-aligned bilinear warp is separable: per axis, one gather of both neighbours of
+    every output pixel and one blend. Unlike ``grid_sample`` (no second derivative in
+    PyTorch) this is differentiable twice, which double backprop through the crop box needs.
     """
-    batch, _, height, width = x.shape
+    batch, channels, height, width = x.shape
     out_h, out_w = size
     x0, y0, x1, y1 = box.to(x.dtype).unbind(-1)
-    # Output u in [-1, 1] (align_corners) maps to source x0 + (u + 1) / 2 * (x1 - x0), which in
-    # grid_sample's normalised coordinates [-1, 1] over [0, W - 1] is an affine map of u; the
-    # mirrored crop runs from x1 to x0, i.e. the same map with a negative scale.
-    # max(..., 1) keeps a 1-pixel-wide input finite (every sample then lands on that pixel).
-    scale_x = (x1 - x0) / max(width - 1, 1)
     if flip is not None:
-        scale_x = torch.where(flip, -scale_x, scale_x)
-    scale_y = (y1 - y0) / max(height - 1, 1)
-    shift_x = (x0 + x1) / max(width - 1, 1) - 1
-    shift_y = (y0 + y1) / max(height - 1, 1) - 1
-    zero = torch.zeros_like(scale_x)
-    theta = torch.stack(
-        (torch.stack((scale_x, zero, shift_x), -1), torch.stack((zero, scale_y, shift_y), -1)), -2
-    )
-    grid = F.affine_grid(theta, [batch, x.shape[1], out_h, out_w], align_corners=True)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        x0, x1 = torch.where(flip, x1, x0), torch.where(flip, x0, x1)
+    columns, column_weight = _axis_interpolation(x0, x1, width, out_w)
+    rows, row_weight = _axis_interpolation(y0, y1, height, out_h)
+    taps = x.gather(-1, columns[:, None, None, :].expand(batch, channels, height, 2 * out_w))
+    out = torch.lerp(taps[..., :out_w], taps[..., out_w:], column_weight[:, None, None, :])
+    taps = out.gather(-2, rows[:, None, :, None].expand(batch, channels, 2 * out_h, out_w))
+    return torch.lerp(taps[..., :out_h, :], taps[..., out_h:, :], row_weight[:, None, :, None])
 
 
 def horizontal_flip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:

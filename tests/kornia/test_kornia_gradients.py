@@ -64,13 +64,11 @@ def test_parameters_of_samples_whose_stage_is_off_get_zero_gradient():
 
 
 @pytest.mark.parametrize(
-    ("name", "kwargs"), [("colour", {}), ("colour_jitter", {}), ("gaussian_blur", {"kernel_size": 3})]
+    ("name", "kwargs"),
+    [("colour", {}), ("colour_jitter", {}), ("gaussian_blur", {"kernel_size": 3}), ("random_resized_crop", {"size": 3})],
 )
 def test_second_derivatives_match_finite_differences(name, kwargs):
-    """The invariance regulariser differentiates d(view)/d(params) again (double backprop).
-
-    The crop is the exception: ``grid_sample`` has no second derivative in PyTorch.
-    """
+    """The invariance regulariser differentiates d(view)/d(params) again (double backprop)."""
     view, x, params = sampled(name, kwargs, shape=(1, 3, 4, 5))
     names = view.continuous_params
 
