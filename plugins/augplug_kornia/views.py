@@ -9,16 +9,11 @@ Stages run in a fixed order: crop (+ flip, one warp) -> flip -> colour jitter ->
 -> blur -> solarize. A generator holds only the stages its recipe names, and its params hold
 one entry per parameter of those stages:
 
-==================  =========  ========================================================
-``crop_box``        (B, 4)     ``(x0, y0, x1, y1)`` input pixels, corners inclusive
-``flip_applied``    (B,) bool  mirror horizontally
-``brightness`` ...  (B,)       ``brightness``, ``contrast``, ``saturation`` factors, ``hue`` in turns
-``jitter_applied``  (B,) bool  colour jitter applied
-``grayscale_applied`` (B,)     bool
-``blur_sigma``      (B,)       Gaussian standard deviation in pixels
-``blur_applied``    (B,) bool
-``solarize_applied`` (B,)      bool
-==================  =========  ========================================================
+* ``crop_box`` (B, 4): ``(x0, y0, x1, y1)`` in input pixels, corners inclusive;
+* ``brightness``, ``contrast``, ``saturation`` (B,): factors; ``hue`` (B,): shift in turns;
+* ``blur_sigma`` (B,): Gaussian standard deviation in pixels;
+* ``flip_applied``, ``jitter_applied``, ``grayscale_applied``, ``blur_applied``,
+  ``solarize_applied`` (B,) bool: whether the stage acts on the sample.
 
 Inputs: (B, C, H, W) float32 / bfloat16 / float16 / float64 with values in [0, 1]; uint8 is
 converted by ``x / 255`` to a float32 view. Colour stages need C = 3 and clamp to [0, 1];
