@@ -52,8 +52,8 @@ advances once per step.
 Objectives get their inputs by the names in their ``forward`` signature:
 
 ===================  =====================================================================
-``z1``, ``z2``       the pair above (pairwise objectives; with ``num_views > 2`` only ``z1``,
-                     holding all views as (B, V, D))
+``z1``, ``z2``       the pair above (pairwise objectives); with ``num_views > 2`` an objective
+                     whose ``z2`` is optional gets all views as ``z1``, (B, V, D)
 ``z``                all projections as (B, V, D), no predictor or FA
 ``h``                the encoder's outputs as (B, V, ...)
 ``x``                the input batch
@@ -358,7 +358,7 @@ class Pipeline(nn.Module):
         total = x.new_zeros((), dtype=torch.float32)
         terms: dict[str, torch.Tensor] = {}
         for term, weight, name, inputs in zip(self.terms, self.weights, self.names, self._inputs):
-            if "z2" in inputs:
+            if "z2" in inputs and self.num_views == 2:
                 value = self._pairwise(term, inputs, context, z_split, predictor, generator)
             elif "z1" in inputs:  # multi-view objective called with all views as z1
                 value = term(**self._kwargs(inputs, context, z1=context["z"]))
@@ -382,7 +382,10 @@ class Pipeline(nn.Module):
         return {n: merged[n] for n in inputs if n in merged}
 
     def _pairwise(self, term, inputs, context, z_split, predictor, generator) -> torch.Tensor:
-        directions = [(0, 1), (1, 0)] if self.symmetric else [(0, 1)]
+        # An objective that is symmetric in its arguments (``symmetric = True``) gives the same
+        # value for the swapped pair when both branches are treated alike: skip that work.
+        alike = predictor is None and self.features is None and getattr(term, "symmetric", False)
+        directions = [(0, 1), (1, 0)] if self.symmetric and not alike else [(0, 1)]
         heads = [predictor(z_split[a]) if predictor is not None else z_split[a] for a, _ in directions]
         augmented = (
             self._augment_all(z_split, heads, directions, generator) if self.features is not None else None

@@ -245,6 +245,9 @@ class InfoNCE(Objective):
             gradient of the whole batch's loss.
     """
 
+    #: L(z1, z2) == L(z2, z1): a recipe Pipeline need not also evaluate the swapped pair.
+    symmetric = True
+
     def __init__(
         self,
         temperature: float = 0.1,

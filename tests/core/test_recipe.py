@@ -272,3 +272,37 @@ def test_load_recipe_reads_toml_and_json(tmp_path):
     with pytest.raises(augplug.RecipeError, match="path: expected a .toml or .json"):
         (tmp_path / "r.yaml").write_text("")
         augplug.load_recipe(tmp_path / "r.yaml")
+
+
+class MultiViewSpread(augplug.Objective):
+    """Pairwise when given z2, multi-view (B, V, D) otherwise; records what it was given."""
+
+    symmetric = True
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, z1, z2=None):
+        self.seen.append(tuple(z1.shape) if z2 is None else (tuple(z1.shape), tuple(z2.shape)))
+        z = z1 if z2 is None else torch.stack([z1, z2], 1)
+        return z.var(1).sum()
+
+
+def test_multi_view_objective_gets_every_view_and_symmetric_ones_run_once():
+    reg = registry.get_registry()
+
+    class Plugin:
+        @augplug.hookimpl
+        def augplug_register_objective(self, register):
+            register("spread", MultiViewSpread)
+
+    reg.register_plugin(Plugin(), "spread-plugin")
+    x = torch.randn(3, 2)
+    pipe = augplug.build({"views": {"name": "scale"}, "num_views": 4, "objective": {"name": "spread"}})
+    out = pipe(x, lambda v: v, generator=torch.Generator().manual_seed(0))
+    assert pipe.terms[0].seen == [(3, 4, 2)]
+    torch.testing.assert_close(out.loss, torch.stack(out.views, 1).var(1).sum())
+    pipe = augplug.build({"views": {"name": "scale"}, "objective": {"name": "spread"}})
+    pipe(x, lambda v: v)
+    assert pipe.terms[0].seen == [((3, 2), (3, 2))]  # once: the swapped pair would be equal
