@@ -416,7 +416,7 @@ class BYOLViews(ImageViews):
         size: Size | None = None,
         scale: tuple[float, float] | None = None,
     ):
-        if branch not in (0, 1) or isinstance(branch, bool):
+        if isinstance(branch, bool) or not isinstance(branch, int) or branch not in (0, 1):
             raise ValueError(f"branch: expected 0 or 1, got {branch!r}")
         super().__init__(
             crop=CropStage(size, scale),

@@ -156,6 +156,7 @@ def test_any_channel_count_for_geometry_and_blur_rgb_for_colour():
         (lambda: augplug.create("views", "simclr", size=0), ValueError, "size"),
         (lambda: augplug.create("views", "simclr", scale=(0.9, 0.1)), ValueError, "scale"),
         (lambda: augplug.create("views", "byol", branch=2), ValueError, "branch"),
+        (lambda: augplug.create("views", "byol", branch=1.0), ValueError, "branch"),
         (lambda: augplug.create("views", "colour_jitter", hue=0.7), ValueError, "hue"),
         (lambda: augplug.create("views", "colour_jitter", hue_space="lab"), ValueError, "hue_space"),
         (lambda: augplug.create("views", "gaussian_blur", kernel_size=4), ValueError, "kernel_size"),
