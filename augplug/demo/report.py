@@ -9,16 +9,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import augplug
 
 __all__ = ["bar_chart", "score", "table", "versions", "write_json"]
 
-_PACKAGES = ("torch", "numpy", "kornia", "torchaudio", "scikit-learn", "scikit-image", "pluggy")
+_PACKAGES = ("numpy", "kornia", "torchaudio", "scikit-learn", "scikit-image", "pluggy")
 
 
 def versions() -> dict[str, str]:
     """Python, augplug and the installed versions of the packages the demo touches."""
-    found = {"python": platform.python_version(), "augplug": augplug.__version__}
+    # torch's own string keeps the build tag (e.g. +cu130), which metadata drops.
+    found = {
+        "python": platform.python_version(),
+        "augplug": augplug.__version__,
+        "torch": torch.__version__,
+    }
     for name in _PACKAGES:
         try:
             found[name] = metadata.version(name)

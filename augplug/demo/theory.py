@@ -12,7 +12,7 @@ learned. This simulation (seconds on a CPU) checks that claim:
 * the encoder is linear, ``group_dim`` outputs (room for one group's worth of
   directions), initialised small, trained with InfoNCE (temperature 0.2, Adam) on two views
   per input;
-* ``label-preserving`` views add isotropic Gaussian noise (std ``view_noise = 0.1``);
+* ``label-preserving`` views add isotropic Gaussian noise (std ``view_noise = 0.3``);
   ``feature-dropout`` views do the same and then, with probability 0.5 per view, zero one
   group chosen uniformly at random;
 * a linear probe on the frozen encoder's outputs reports test accuracy on both tasks.
@@ -49,7 +49,7 @@ class TheorySettings:
     group_dim: int = 8
     strong_scale: float = 1.0
     weak_scale: float = 0.25
-    view_noise: float = 0.1
+    view_noise: float = 0.3
     dropout_p: float = 0.5
     train_size: int = 2000
     test_size: int = 2000

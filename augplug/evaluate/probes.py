@@ -107,7 +107,8 @@ class LinearProbes(nn.Module):
                     probes._fit_ridge(task, x, targets[task.name], ridge)
         classifiers = [t for t in tasks if t.kind == "classification"]
         if classifiers:
-            probes._fit_softmax(classifiers, x, targets, steps, lr, weight_decay)
+            with torch.enable_grad():  # also when called under no_grad, as evaluation code often is
+                probes._fit_softmax(classifiers, x, targets, steps, lr, weight_decay)
         return probes.requires_grad_(False).eval()  # frozen: a probe is a measurement
 
     def standardise(self, features: torch.Tensor) -> torch.Tensor:
