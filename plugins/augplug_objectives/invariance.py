@@ -22,7 +22,7 @@ Two estimators, chosen by ``estimator``:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,10 @@ class GradientInvariance(Objective):
     estimator with ``num_draws=100`` draws of alpha' per example, ``clamp=1.0``
     (use 1000 for Spirograph), ``normalize=True`` (h is L2-normalised). The weight
     lambda (paper: 0.1 CIFAR, 0.01 Spirograph) is the recipe term's ``weight``.
+    ``params`` names the continuous params that form alpha (default: all of the
+    generator's ``continuous_params``); the paper perturbs the colour parameters only, so
+    with crops in the view use ``params=("brightness", "contrast", "saturation", "hue")``
+    (a crop box in pixels would dominate the first-order term and hit the clamp).
 
     ``forward(encoder, view_generator, x, view_params, h=None, generator=None)``:
 
@@ -63,8 +67,12 @@ class GradientInvariance(Objective):
         num_draws: int = 100,
         clamp: float = 1.0,
         normalize: bool = True,
+        params: Sequence[str] | None = None,
     ):
         super().__init__()
+        if params is not None and (isinstance(params, str) or not all(isinstance(p, str) for p in params)):
+            raise TypeError(f"params: expected a list of parameter names or None, got {params!r}")
+        self.params = None if params is None else tuple(params)
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator: expected one of {list(ESTIMATORS)}, got {estimator!r}")
         if isinstance(num_draws, bool) or not isinstance(num_draws, int) or num_draws < 1:
@@ -79,7 +87,7 @@ class GradientInvariance(Objective):
     def extra_repr(self) -> str:
         return (
             f"estimator={self.estimator!r}, num_draws={self.num_draws}, "
-            f"clamp={self.clamp}, normalize={self.normalize}"
+            f"clamp={self.clamp}, normalize={self.normalize}, params={self.params}"
         )
 
     def forward(
@@ -100,8 +108,7 @@ class GradientInvariance(Objective):
         return penalty.clamp(max=self.clamp)
 
     # ----------------------------------------------------------------- helpers
-    @staticmethod
-    def _check(view_generator, x, view_params) -> tuple[str, ...]:
+    def _check(self, view_generator, x, view_params) -> tuple[str, ...]:
         if not isinstance(view_generator, ParametricViewGenerator) or not getattr(
             view_generator, "is_parametric", True
         ):
@@ -114,6 +121,15 @@ class GradientInvariance(Objective):
             raise ValueError(
                 f"view_generator: {type(view_generator).__name__} has no continuous_params to perturb"
             )
+        if self.params is not None:
+            # Match "brightness" to a composed generator's "1.brightness" too.
+            chosen = tuple(n for n in names if n in self.params or n.rsplit(".", 1)[-1] in self.params)
+            if not chosen:
+                raise ValueError(
+                    f"params: none of {list(self.params)} is a continuous param of "
+                    f"{type(view_generator).__name__}; it has {list(names)}"
+                )
+            names = chosen
         if view_params is None:
             raise ValueError(
                 "view_params: expected the params of view 0, got None (the pipeline passes them "

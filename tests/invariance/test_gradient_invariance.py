@@ -306,3 +306,26 @@ def test_runs_on_cuda_with_a_cuda_generator(estimator):
     penalty = GradientInvariance(estimator)(encoder, views, x, params, generator=torch.Generator("cuda").manual_seed(0))
     assert penalty.device.type == "cuda"
     penalty.backward()
+
+
+@pytest.mark.parametrize("estimator", ["paper", "difference"])
+def test_params_restricts_alpha_to_the_named_subset(estimator):
+    x, views, params, encoder = spirograph_setup(batch=3)
+    subset = ("h", "back_r")
+
+    class SubsetViews(SpirographViews):
+        continuous_params = subset
+
+    restricted = GradientInvariance(estimator, num_draws=5, clamp=NO_CLAMP, params=subset)
+    reference = GradientInvariance(estimator, num_draws=5, clamp=NO_CLAMP)
+    a = restricted(encoder, views, x, params, generator=torch.Generator().manual_seed(8))
+    b = reference(encoder, SubsetViews(), x, params, generator=torch.Generator().manual_seed(8))
+    torch.testing.assert_close(a, b)
+    full = reference(encoder, views, x, params, generator=torch.Generator().manual_seed(8))
+    assert not torch.allclose(a, full)
+    composed = augplug.ComposedViews([views])  # names become "0.h", ...: matched by suffix
+    c = restricted(encoder, composed, x, composed.sample(x, generator=torch.Generator().manual_seed(100)),
+                   generator=torch.Generator().manual_seed(8))  # fmt: skip
+    assert torch.isfinite(c)
+    with pytest.raises(ValueError, match=r"params: none of \['hue'\]"):
+        GradientInvariance(params=["hue"])(encoder, views, x, params)
