@@ -15,6 +15,7 @@ Environment:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import importlib.metadata as metadata
@@ -22,7 +23,7 @@ import importlib.util
 import inspect
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ __all__ = [
     "create",
     "describe",
     "get_registry",
+    "isolated",
     "plugins",
     "register_plugin",
     "reset",
@@ -401,6 +403,20 @@ _registry = Registry()
 def get_registry() -> Registry:
     """The process-wide registry used by :func:`create` and friends."""
     return _registry
+
+
+@contextlib.contextmanager
+def isolated(*, autoload: bool = True) -> Iterator[Registry]:
+    """A fresh process-wide registry inside a ``with`` block; the previous one comes back after.
+
+    For tests of plugins: ``with augplug.registry.isolated() as reg: reg.register_plugin(...)``.
+    """
+    global _registry
+    previous, _registry = _registry, Registry(autoload=autoload)
+    try:
+        yield _registry
+    finally:
+        _registry = previous
 
 
 def reset(*, autoload: bool = True) -> Registry:

@@ -83,12 +83,10 @@ class StandIns:
 
 
 @pytest.fixture(autouse=True)
-def stand_ins(monkeypatch):
-    saved = registry.get_registry()
-    reg = registry.reset()
-    reg.register_plugin(StandIns(), "stand-ins")
-    yield
-    monkeypatch.setattr(registry, "_registry", saved)
+def stand_ins():
+    with registry.isolated() as reg:
+        reg.register_plugin(StandIns(), "stand-ins")
+        yield
 
 
 BASE = {"views": {"name": "scale"}, "objective": {"name": "pair_distance"}}

@@ -18,11 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def fresh_registry(monkeypatch):
+def fresh_registry():
     """A registry that re-reads entry points, restored afterwards."""
-    saved = registry.get_registry()
-    yield registry.reset()
-    monkeypatch.setattr(registry, "_registry", saved)
+    with registry.isolated() as reg:
+        yield reg
 
 
 def make_distribution(root: Path, dist: str, module: str, source: str, ep_name: str) -> None:
@@ -236,3 +235,10 @@ def test_example_plugin_pip_installs_and_registers(tmp_path):
     assert listing.returncode == 0, listing.stderr
     row = next(line for line in listing.stdout.splitlines() if line.startswith("example "))
     assert "augplug-example-plugin 0.1.0" in row and "gaussian_noise" in row and row.rstrip().endswith("ok")
+
+
+def test_isolated_restores_the_previous_registry():
+    before = registry.get_registry()
+    with registry.isolated(autoload=False) as reg:
+        assert registry.get_registry() is reg and augplug.available("views") == []
+    assert registry.get_registry() is before

@@ -25,13 +25,11 @@ class StandInViews:
 
 
 @pytest.fixture(autouse=True)
-def objectives_only(monkeypatch):
-    saved = registry.get_registry()
-    fresh = registry.reset(autoload=False)
-    fresh.register_plugin(augplug_objectives.plugin, "objectives")
-    fresh.register_plugin(StandInViews(), "stand-in-views")
-    yield
-    monkeypatch.setattr(registry, "_registry", saved)
+def objectives_only():
+    with registry.isolated(autoload=False) as fresh:
+        fresh.register_plugin(augplug_objectives.plugin, "objectives")
+        fresh.register_plugin(StandInViews(), "stand-in-views")
+        yield
 
 
 def _views_and_networks(seed=0):
