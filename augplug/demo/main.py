@@ -1,7 +1,7 @@
 """``augplug demo``: train small encoders with several view strategies, probe every task, report.
 
 Defaults (about 2-3 minutes on two CPU cores): ``digits-on-photos``, 2000 training and
-1000 test images, 300 steps of batch 128 per strategy, strategies ``untrained`` (baseline),
+1000 test images, 100 steps of batch 128 per strategy, strategies ``untrained`` (baseline),
 ``simclr``, ``viewmaker`` and ``combined``. Outputs under ``--out``: ``report.md``,
 ``results.json`` (config, versions, seed, metrics: identical for the same seed, device
 type and thread count), ``views-<strategy>.png`` and ``scores.png``.
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         "'all' for every one, e.g. also '<expert>+features' and '<expert>+invariance'",
     )  # fmt: skip
     parser.add_argument(
-        "--steps", type=int, default=300, help="training steps per strategy (default 300)"
+        "--steps", type=int, default=100, help="training steps per strategy (default 100)"
     )
     parser.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
     parser.add_argument(
@@ -136,6 +136,9 @@ def _view_grid(
         views, _ = run.pipeline.make_views(x, generator=generator)
     shown = data.test_inputs[:8]  # the clean image beside views rendered from its factors
     delta = [v - shown for v in views] if strategy.name == "viewmaker" else None
+    if data.spec.modality == "audio":  # low frequencies at the bottom, as spectrograms are drawn
+        shown, views = shown.flip(-2), [v.flip(-2) for v in views]
+        delta = None if delta is None else [d.flip(-2) for d in delta]
     save_view_grid(path, shown, views, delta=delta, scale=3)
 
 
@@ -284,15 +287,12 @@ def _write_markdown(
         "",
     ]
     for name, run in runs.items():
-        detail = f"{run['status']}"
-        if run["status"] == "ok":
-            detail = (
-                f"{timings.get(name, 0.0):.1f} s training, final loss {run['final_loss']}"
-                if run.get("final_loss") is not None
-                else "no training"
-            )
-        else:
+        if run["status"] != "ok":
             detail = f"skipped: {run['reason']}"
+        elif run["final_loss"] is None:
+            detail = "no training"
+        else:
+            detail = f"{timings[name]:.1f} s training, final loss {run['final_loss']:.4f}"
         lines.append(f"- **{name}**: {run['description']} ({detail})")
     lines += ["", "![per-task scores](scores.png)", ""]
     for name, grid in grids.items():

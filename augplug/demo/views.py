@@ -87,6 +87,9 @@ def views_main(argv: list[str]) -> int:
                 f"--delta: the views' shape {tuple(views[0].shape)} differs from the input's {tuple(inputs.shape)}"
             )
         delta = [v - inputs for v in views]
+    if spec.modality == "audio":  # low frequencies at the bottom, as spectrograms are drawn
+        inputs, views = inputs.flip(-2), [v.flip(-2) for v in views]
+        delta = None if delta is None else [d.flip(-2) for d in delta]
     save_view_grid(args.out, inputs, views, delta=delta, max_rows=args.rows, scale=args.scale)
     print(
         f"augplug views: wrote {args.out} ({args.views} on {args.data}, {args.rows} rows)",

@@ -174,3 +174,34 @@ def test_feature_dropout_theory_holds_for_another_seed_and_smaller_run():
     metrics = simulate(settings, seed=7)
     assert metrics["label-preserving"]["weak"]["accuracy"] < 0.6
     assert metrics["feature-dropout"]["weak"]["accuracy"] > 0.85
+
+
+@pytest.mark.cuda
+def test_demo_on_cuda_matches_its_own_rerun(tmp_path):
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        assert main([*TINY, "--device", "cuda", "--out", str(out)]) == 0
+    assert (outs[0] / "results.json").read_bytes() == (outs[1] / "results.json").read_bytes()
+    results = json.loads((outs[0] / "results.json").read_text())
+    assert results["config"]["device"] == "cuda"
+    assert all(run["status"] == "ok" for run in results["strategies"].values())
+
+
+@pytest.mark.parametrize(
+    ("data", "expert", "metric"),
+    [("spirograph", "spirograph", "r2"), ("audio-patterns", "spectral", "accuracy")],
+)
+def test_other_studies_run_end_to_end(tmp_path, data, expert, metric):
+    strategies_arg = f"untrained,{expert},combined"
+    assert (
+        main([*TINY, "--data", data, "--strategies", strategies_arg, "--out", str(tmp_path)]) == 0
+    )
+    results = json.loads((tmp_path / "results.json").read_text())
+    tasks = [t["name"] for t in results["data"]["tasks"]]
+    for name in strategies_arg.split(","):
+        run = results["strategies"][name]
+        assert run["status"] == "ok", run.get("reason")
+        assert all(metric in run["metrics"][task] for task in tasks)
+    with Image.open(tmp_path / f"views-{expert}.png") as image:
+        side = 64 if data == "audio-patterns" else 32  # 64x64 log-mels, 32x32 images
+        assert image.size == grid_size(3, side=side)

@@ -141,3 +141,12 @@ def test_shape_coverage_area_matches_geometry(shape, cy, cx, radius, aspect):
 def test_bad_arguments_name_the_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
         photos.digits_on_photos(**kwargs)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", sorted(NAMES))
+def test_generation_on_cuda_is_deterministic_and_labelled_alike(name):
+    a = augplug.create("dataset", name, size=256, seed=2, device="cuda")
+    b = augplug.create("dataset", name, size=256, seed=2, device="cuda")
+    assert a.inputs.is_cuda and torch.equal(a.inputs, b.inputs)
+    assert a.inputs.min().item() >= 0.0 and a.inputs.max().item() <= 1.0
