@@ -78,8 +78,13 @@ def views_main(argv: list[str]) -> int:
         if args.views in spec.target_views:
             source = torch.stack([targets[t.name] for t in tasks], 1).float()
         generator = torch.Generator(device=device).manual_seed(args.seed)
-        with torch.no_grad():
-            views = [generator_module(source, generator=generator) for _ in range(args.count)]
+        try:
+            with torch.no_grad():
+                views = [generator_module(source, generator=generator) for _ in range(args.count)]
+        except (TypeError, ValueError) as exc:  # e.g. a waveform view on log-mel inputs
+            parser.error(
+                f"--views: {args.views!r} cannot make views of {args.data!r} inputs: {exc}"
+            )
     delta = None
     if args.delta:
         if any(v.shape != inputs.shape for v in views):

@@ -205,3 +205,12 @@ def test_other_studies_run_end_to_end(tmp_path, data, expert, metric):
     with Image.open(tmp_path / f"views-{expert}.png") as image:
         side = 64 if data == "audio-patterns" else 32  # 64x64 log-mels, 32x32 images
         assert image.size == grid_size(3, side=side)
+
+
+def test_views_command_reports_a_generator_that_does_not_fit_the_data(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        views_main(
+            ["--views", "audio_waveform", "--data", "audio-patterns", "-o", str(tmp_path / "g.png")]
+        )
+    assert "cannot make views" in capsys.readouterr().err
+    assert not (tmp_path / "g.png").exists()
