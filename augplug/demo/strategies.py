@@ -84,6 +84,8 @@ def strategies(spec: DataSpec, channels: int, size: int) -> dict[str, Strategy]:
         expert_text = "Kornia SimCLR views (crop, flip, colour jitter, grayscale, blur)"
     viewmaker = _viewmaker(spec, channels)
     expert_input = "targets" if spec.views_from_targets else "inputs"
+    # Foster et al.: lambda 0.1 and clamp 1 on natural images, 0.01 and 1000 on Spirograph.
+    weight, clamp = (0.01, 1000.0) if spec.views_from_targets else (0.1, 1.0)
     table = [
         Strategy("untrained", "baseline: the randomly initialised encoder, no training", None),
         Strategy(expert_name, expert_text, {"views": expert, "objective": infonce}, expert_input),
@@ -106,7 +108,7 @@ def strategies(spec: DataSpec, channels: int, size: int) -> dict[str, Strategy]:
         ),
         Strategy(
             f"{expert_name}+invariance",
-            f"{expert_name} views + gradient invariance regulariser, weight 0.1 (Foster et al. 2021)",
+            f"{expert_name} views + gradient invariance regulariser, weight {weight} (Foster et al. 2021)",
             {
                 "views": expert,
                 "objective": [
@@ -116,7 +118,8 @@ def strategies(spec: DataSpec, channels: int, size: int) -> dict[str, Strategy]:
                         # The paper's estimator needs a double backward, which Kornia's
                         # crop (grid_sample) does not have; the difference estimator does not.
                         "estimator": "difference",
-                        "weight": 0.1,
+                        "clamp": clamp,
+                        "weight": weight,
                     },
                 ],
             },
@@ -128,8 +131,7 @@ def strategies(spec: DataSpec, channels: int, size: int) -> dict[str, Strategy]:
 
 def default_strategies(spec: DataSpec) -> list[str]:
     """The runs of a plain ``augplug demo``: baseline, expert views, viewmaker, both combined."""
-    names = list(strategies(spec, 1, 32))
-    return names[:4]
+    return list(strategies(spec, channels=1, size=32))[:4]  # names do not depend on the shapes
 
 
 def missing_components(recipe: dict[str, Any] | None) -> list[str]:
