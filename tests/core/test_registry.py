@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -210,9 +211,10 @@ def test_bad_factory_fails_only_that_plugin(fresh_registry):
 def test_example_plugin_pip_installs_and_registers(tmp_path):
     """A real `pip install` of examples/third_party_plugin into a target dir, used from a subprocess."""
     target = tmp_path / "site"
+    source = shutil.copytree(ROOT / "examples" / "third_party_plugin", tmp_path / "src")  # builds leave no files behind
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(ROOT / "examples" / "third_party_plugin")],
+         "--target", str(target), str(source)],
         check=True, capture_output=True,
     )  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(target)}
