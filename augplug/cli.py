@@ -10,21 +10,27 @@ from augplug import registry
 
 
 def _plugins_table() -> str:
-    rows = [("plugin", "distribution", "components", "status")]
+    """One block per plugin: a header row, then one line per kind it registers and any problems."""
+    header = ("plugin", "distribution", "status", "components")
+    rows: list[tuple[str, str, str, list[str]]] = []
     for info in registry.plugins():
         dist = f"{info.distribution or '-'} {info.version or ''}".strip()
-        comps = "; ".join(f"{kind}: {', '.join(sorted(names))}" for kind, names in sorted(info.components.items()))
-        status = info.status if info.error is None else f"{info.status}: {info.error}"
-        if info.unavailable:
-            status += "; unavailable: " + "; ".join(f"{k} ({v})" for k, v in sorted(info.unavailable.items()))
-        rows.append((info.name, dist, comps or "-", status))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = []
-    for i, row in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3])
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 6)
-    return "\n".join(lines)
+        lines = [f"{kind}: {', '.join(sorted(names))}" for kind, names in sorted(info.components.items())]
+        lines += [f"unavailable {name}: {reason}" for name, reason in sorted(info.unavailable.items())]
+        if info.error:
+            lines.append(f"{'error' if info.status == 'failed' else 'note'}: {info.error}")
+        rows.append((info.name, dist, info.status, lines or ["-"]))
+    widths = [max(len(r[i]) for r in [header[:3], *(r[:3] for r in rows)]) for i in range(3)]
+    indent = " " * (sum(widths) + 6)
+
+    def line(cells: tuple[str, str, str], last: str) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + last
+
+    out = [line(header[:3], header[3]), line(tuple("-" * w for w in widths), "-" * 10)]
+    for name, dist, status, lines in rows:
+        out.append(line((name, dist, status), lines[0]))
+        out.extend(indent + extra for extra in lines[1:])
+    return "\n".join(out)
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:

@@ -17,13 +17,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_plugins_table_lists_every_builtin(capsys):
     assert cli.main(["plugins", "--strict"]) == 0
-    out = capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
     for info in augplug.plugins():
         if info.builtin:
-            row = next(line for line in out.splitlines() if line.startswith(info.name + " "))
-            assert f"augplug {augplug.__version__}" in row
-            for names in info.components.values():
-                assert all(name in row for name in names)
+            start = next(i for i, line in enumerate(lines) if line.startswith(info.name + " "))
+            end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith(" ")), len(lines))
+            block = "\n".join(lines[start:end])
+            assert f"augplug {augplug.__version__}  ok" in lines[start]
+            for kind, names in info.components.items():
+                assert f"{kind}: {', '.join(sorted(names))}" in block
 
 
 def test_list_and_describe(capsys):

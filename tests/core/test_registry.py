@@ -235,8 +235,11 @@ def test_example_plugin_pip_installs_and_registers(tmp_path):
         [sys.executable, "-m", "augplug.cli", "plugins"], env=env, capture_output=True, text=True
     )
     assert listing.returncode == 0, listing.stderr
-    row = next(line for line in listing.stdout.splitlines() if line.startswith("example "))
-    assert "augplug-example-plugin 0.1.0" in row and "gaussian_noise" in row and row.rstrip().endswith("ok")
+    lines = listing.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("example "))
+    assert "augplug-example-plugin 0.1.0" in lines[start] and " ok " in lines[start]
+    block = "\n".join(lines[start : start + 3])
+    assert "objective: mse_alignment" in block and "views: gaussian_noise" in block
 
 
 def test_isolated_restores_the_previous_registry():
