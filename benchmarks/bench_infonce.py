@@ -9,7 +9,8 @@ lightly; lightly's own loss is timed too when it is importable. "matmul" is one
 (2N, d) @ (d, 2N) similarity matmul in the input dtype: the floor. An exact forward +
 backward needs at least three of them (similarities, then one per gradient); augplug's
 tiled loss does four (it recomputes the similarities in the backward instead of storing
-them). Times are medians after warm-up (CUDA events on GPU, perf_counter on CPU); memory
+them); on CUDA, "augplug triton" (``kernel="triton"``, fused kernels) does five, but never
+writes a similarity to memory. Times are medians after warm-up (CUDA events on GPU, perf_counter on CPU); memory
 is the peak above what was allocated before the call (CUDA allocator peak on GPU, the
 resident-set high-water mark on CPU, see infonce_memory.py).
 """
@@ -106,6 +107,12 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|---|")
 
     augplug_loss = InfoNCE(temperature=TEMPERATURE, tile_size=args.tile_size)
+    fused_loss = None
+    if device.type == "cuda":
+        from augplug_objectives.fused_lse import MAX_FEATURES  # imports triton
+
+        if args.dim <= MAX_FEATURES:
+            fused_loss = InfoNCE(temperature=TEMPERATURE, kernel="triton")
     lightly_loss = _lightly_loss()
     gen = torch.Generator(device=device).manual_seed(0)
     for n in args.sizes:
@@ -117,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
             # The exact loss of these (already rounded) inputs, from the tiled path in float64.
             exact = float(augplug_loss(z1.double(), z2.double()))
             impls = {"naive": lambda a, b: naive_nt_xent(a, b, TEMPERATURE), "augplug": augplug_loss}
+            if fused_loss is not None:
+                impls["augplug triton"] = fused_loss
             if lightly_loss is not None:
                 impls["lightly"] = lightly_loss
             steps: dict[str, Callable[[], object]] = {"matmul (floor)": lambda both=both: both @ both.T}
@@ -125,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
             for impl, loss_fn in impls.items():
                 # The materialised loss holds a few (2N)^2 matrices; skip what cannot fit.
                 needs = 4 * (2 * n) ** 2 * dtype.itemsize
-                if impl != "augplug" and needs > 0.8 * _available_bytes(device):
+                if not impl.startswith("augplug") and needs > 0.8 * _available_bytes(device):
                     rows[impl] = f"skipped (needs ~{needs / 2**30:.0f} GiB) | | | |"
                     continue
 

@@ -20,6 +20,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # Test tensors are tiny: a second intra-op thread only adds synchronisation.
 torch.set_num_threads(1)
 
+# Without a GPU, Triton kernels (InfoNCE's kernel="triton") run in Triton's CPU interpreter.
+# Triton reads the switch when it is first imported, so it is set before any test imports it;
+# torch.compile on the CPU generates C++, not Triton, and does not look at it.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 
 @pytest.fixture(autouse=True)
 def _strict_validation():

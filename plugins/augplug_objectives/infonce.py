@@ -16,6 +16,9 @@ online reduction and a custom backward that recomputes each tile, so memory is
 O(N * d + tile * N). The positive term needs no pairwise matrix at all: the positives of
 an anchor are the other views of its sample, so their summed similarity is
 ``<u_i, sum_v u_v> - <u_i, u_i>``, which autograd differentiates in O(N * d).
+
+``kernel="triton"`` swaps the tiled torch log-sum-exp for fused Triton kernels
+(:mod:`augplug_objectives.fused_lse`) that never write a similarity to memory.
 """
 
 from __future__ import annotations
@@ -72,6 +75,17 @@ def _masked_scores(scaled_anchors, keys, start, stop, self_offset, dtype) -> tor
     return scores
 
 
+def relative_weights(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(weights / norm, norm)`` with norm the largest magnitude (at least the dtype's tiny).
+
+    Weighted anchors feed a matmul in the storage dtype. A mean over a large batch makes the
+    upstream weights tiny (fp16 subnormals), so they are used relative to their largest
+    magnitude, and the norm multiplies the float32 result instead.
+    """
+    norm = weights.abs().amax().clamp_min(torch.finfo(weights.dtype).tiny)
+    return weights / norm, norm
+
+
 class _SimilarityLogSumExp(torch.autograd.Function):
     """Row-wise ``logsumexp_{k != i} <a_i, k_k> * scale`` over row tiles; see :func:`similarity_logsumexp`."""
 
@@ -103,11 +117,7 @@ class _SimilarityLogSumExp(torch.autograd.Function):
         # p the masked softmax. The upstream gradient and the scale multiply (tile, d) blocks,
         # never the (tile, N) probabilities.
         row_weight = (grad_lse.to(dtype) * ctx.scale)[:, None]
-        # Anchors weighted by row_weight feed a matmul in the storage dtype. A mean over a
-        # large batch makes the weights tiny (fp16 subnormals), so they are used relative
-        # to their largest magnitude, which multiplies the float32 result instead.
-        weight_norm = row_weight.abs().amax().clamp_min(torch.finfo(dtype).tiny)
-        relative_weight = row_weight / weight_norm
+        relative_weight, weight_norm = relative_weights(row_weight)
         grad_anchors = torch.empty(anchors.shape, dtype=dtype, device=anchors.device)
         grad_keys = torch.zeros(keys.shape, dtype=dtype, device=keys.device)
         for start, stop in _row_tiles(anchors.shape[0], ctx.tile_size):
@@ -127,17 +137,38 @@ def similarity_logsumexp(
     keys: torch.Tensor,
     *,
     scale: float,
-    tile_size: int,
+    tile_size: int | None = None,
     self_offset: int = 0,
+    kernel: str = "torch",
 ) -> torch.Tensor:
     """``lse_i = log sum_{k != i + self_offset} exp(scale * <anchors_i, keys_k>)`` for every anchor.
 
-    Anchor i is key ``i + self_offset`` and is left out of its own sum. Computed over tiles
-    of ``tile_size`` anchor rows; the backward recomputes each tile, so neither pass holds
-    more than ``tile_size x len(keys)`` similarities. Returns float32 (float64 for float64
-    inputs).
+    Anchor i is key ``i + self_offset`` and is left out of its own sum. With
+    ``kernel="torch"`` it is computed over tiles of ``tile_size`` anchor rows (``None``: about
+    32M similarities per tile) and the backward recomputes each tile, so neither pass holds
+    more than ``tile_size x len(keys)`` similarities. ``kernel="triton"`` runs fused kernels
+    that hold none (CUDA; float32/bf16/fp16; at most 256 features; ``tile_size`` must be
+    ``None``). Returns float32 (float64 for float64 inputs).
     """
+    kernel = _check_kernel(kernel, tile_size)
+    if kernel == "triton":
+        from augplug_objectives.fused_lse import fused_similarity_logsumexp
+
+        return fused_similarity_logsumexp(anchors, keys, scale=scale, self_offset=self_offset)
+    if tile_size is None:
+        tile_size = max(1, _TILE_ELEMENTS // keys.shape[0])
     return _SimilarityLogSumExp.apply(anchors, keys, float(scale), int(tile_size), int(self_offset))
+
+
+_KERNELS = ("torch", "triton")
+
+
+def _check_kernel(kernel, tile_size) -> str:
+    if kernel not in _KERNELS:
+        raise ValueError(f"kernel: expected one of {_KERNELS}, got {kernel!r}")
+    if kernel == "triton" and tile_size is not None:
+        raise ValueError(f"tile_size: only used with kernel='torch'; leave it None with kernel='triton', got {tile_size!r}")
+    return kernel
 
 
 def _positive_similarity(unit: torch.Tensor) -> torch.Tensor:
@@ -166,8 +197,9 @@ def _check_views(z1: torch.Tensor, z2: torch.Tensor | None) -> torch.Tensor:
     return torch.stack((z1, z2), dim=1)
 
 
-def _check_options(temperature, tile_size, gather_distributed, local_anchors) -> float:
+def _check_options(temperature, tile_size, gather_distributed, local_anchors, kernel) -> float:
     temperature = check_positive(temperature, "temperature")
+    _check_kernel(kernel, tile_size)
     if tile_size is not None and (isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1):
         raise ValueError(f"tile_size: expected None or an int >= 1, got {tile_size!r}")
     for name, flag in (("gather_distributed", gather_distributed), ("local_anchors", local_anchors)):
@@ -186,9 +218,10 @@ def info_nce(
     tile_size: int | None = None,
     gather_distributed: bool = False,
     local_anchors: bool = False,
+    kernel: str = "torch",
 ) -> torch.Tensor:
     """Functional form of :class:`InfoNCE` (same arguments)."""
-    temperature = _check_options(temperature, tile_size, gather_distributed, local_anchors)
+    temperature = _check_options(temperature, tile_size, gather_distributed, local_anchors, kernel)
     views = _check_views(z1, z2)
     batch, num_views, _ = views.shape
     dtype = _accumulation_dtype(views.dtype)
@@ -208,15 +241,13 @@ def info_nce(
         else:
             anchors = keys
 
-    flat_keys = keys.reshape(-1, keys.shape[-1])
-    if tile_size is None:
-        tile_size = max(1, _TILE_ELEMENTS // flat_keys.shape[0])
     lse = similarity_logsumexp(
         anchors.reshape(-1, anchors.shape[-1]),
-        flat_keys,
+        keys.reshape(-1, keys.shape[-1]),
         scale=1.0 / temperature,
         tile_size=tile_size,
         self_offset=self_offset,
+        kernel=kernel,
     )
     positive = _positive_similarity(anchors.to(dtype)).reshape(-1) / temperature
     return (lse - positive).mean()
@@ -243,6 +274,10 @@ class InfoNCE(Objective):
             (scored against all ranks' keys), as open_clip's ``local_loss`` does: each rank
             computes 1/world_size of the loss, and DDP's gradient average still gives the
             gradient of the whole batch's loss.
+        kernel: ``"torch"`` (default; any device and dtype) or ``"triton"``: fused Triton
+            kernels that never write a similarity to memory (CUDA tensors, float32/bf16/fp16,
+            at most 256 features, ``tile_size`` left ``None``). Opt-in until measured on a
+            GPU against the torch path (benchmarks/RESULTS.md).
     """
 
     #: L(z1, z2) == L(z2, z1): a recipe Pipeline need not also evaluate the swapped pair.
@@ -254,12 +289,14 @@ class InfoNCE(Objective):
         tile_size: int | None = None,
         gather_distributed: bool = False,
         local_anchors: bool = False,
+        kernel: str = "torch",
     ):
         super().__init__()
-        self.temperature = _check_options(temperature, tile_size, gather_distributed, local_anchors)
+        self.temperature = _check_options(temperature, tile_size, gather_distributed, local_anchors, kernel)
         self.tile_size = tile_size
         self.gather_distributed = gather_distributed
         self.local_anchors = local_anchors
+        self.kernel = kernel
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor | None = None) -> torch.Tensor:
         return info_nce(
@@ -269,10 +306,12 @@ class InfoNCE(Objective):
             tile_size=self.tile_size,
             gather_distributed=self.gather_distributed,
             local_anchors=self.local_anchors,
+            kernel=self.kernel,
         )
 
     def extra_repr(self) -> str:
         return (
             f"temperature={self.temperature}, tile_size={self.tile_size}, "
-            f"gather_distributed={self.gather_distributed}, local_anchors={self.local_anchors}"
+            f"gather_distributed={self.gather_distributed}, local_anchors={self.local_anchors}, "
+            f"kernel={self.kernel!r}"
         )
