@@ -167,6 +167,11 @@ def _check_inputs(anchors: torch.Tensor, keys: torch.Tensor) -> None:
                 f"{name}: kernel='triton' needs CUDA tensors (or TRITON_INTERPRET=1, Triton's "
                 f"CPU interpreter, for testing), got a tensor on {tensor.device}"
             )
+    if keys.dtype != anchors.dtype or keys.device != anchors.device or keys.shape[1:] != anchors.shape[1:]:
+        raise ValueError(
+            f"keys: expected {anchors.shape[1]} features, {anchors.dtype} on {anchors.device} (as anchors), "
+            f"got shape {tuple(keys.shape)}, {keys.dtype} on {keys.device}"
+        )
     if anchors.shape[1] > MAX_FEATURES:
         raise ValueError(
             f"anchors: kernel='triton' takes at most {MAX_FEATURES} features, got {anchors.shape[1]}; "

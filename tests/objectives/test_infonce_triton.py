@@ -148,6 +148,8 @@ def test_rejects_what_the_kernels_do_not_take(triton_interpreter, monkeypatch):
         similarity_logsumexp(unit.double(), unit.double(), scale=1.0, kernel="triton")
     with pytest.raises(ValueError, match="anchors: kernel='triton' takes at most 256 features, got 300"):
         similarity_logsumexp(unit.new_ones(4, 300), unit.new_ones(4, 300), scale=1.0, kernel="triton")
+    with pytest.raises(ValueError, match=r"keys: expected 8 features, torch.float32 .* \(as anchors\), got shape \(4, 8\), torch.float16"):
+        similarity_logsumexp(unit, unit.half(), scale=1.0, kernel="triton")
     with pytest.raises(ValueError, match="tile_size: only used with kernel='torch'"):
         InfoNCE(kernel="triton", tile_size=64)
     with pytest.raises(ValueError, match=r"kernel: expected one of \('torch', 'triton'\), got 'cuda'"):
