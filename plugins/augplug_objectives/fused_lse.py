@@ -172,6 +172,10 @@ def _check_inputs(anchors: torch.Tensor, keys: torch.Tensor) -> None:
             f"keys: expected {anchors.shape[1]} features, {anchors.dtype} on {anchors.device} (as anchors), "
             f"got shape {tuple(keys.shape)}, {keys.dtype} on {keys.device}"
         )
+    for name, tensor in (("anchors", anchors), ("keys", keys)):
+        # The kernels index with 32-bit offsets.
+        if tensor.numel() >= 2**31:
+            raise ValueError(f"{name}: kernel='triton' takes fewer than 2**31 elements, got shape {tuple(tensor.shape)}")
     if anchors.shape[1] > MAX_FEATURES:
         raise ValueError(
             f"anchors: kernel='triton' takes at most {MAX_FEATURES} features, got {anchors.shape[1]}; "
