@@ -147,12 +147,15 @@ def _precision(dtype: torch.dtype) -> str:
 def _launch_config(features: int, block_anchors: int | None, block_keys: int | None) -> dict:
     # Flash-attention-like tiles for d <= 128; halved beyond, where a block of anchors
     # takes twice the registers. Not yet tuned on a GPU (see benchmarks/RESULTS.md).
+    # Eight warps once a block holds 128 x 128 values, as the flash-attention tutorials do.
     wide = features > 128
-    return {
+    config = {
         "BLOCK_A": block_anchors or (64 if wide else 128),
         "BLOCK_K": block_keys or (32 if wide else 64),
         "BLOCK_D": max(16, triton.next_power_of_2(features)),
     }
+    config["num_warps"] = 8 if max(config["BLOCK_A"], config["BLOCK_K"]) * config["BLOCK_D"] >= 128 * 128 else 4
+    return config
 
 
 def _check_inputs(anchors: torch.Tensor, keys: torch.Tensor) -> None:
