@@ -224,7 +224,7 @@ class _FusedSimilarityLogSumExp(torch.autograd.Function):
         relative_weight, weight_norm = relative_weights(row_weight)
         key_sums = torch.empty(keys.shape, dtype=torch.float32, device=keys.device)
         _key_grad_kernel[(triton.cdiv(num_keys, config["BLOCK_K"]),)](
-            anchors, keys, lse, relative_weight, key_sums, *args, PRECISION=precision, **config
+            anchors, keys, lse, relative_weight.contiguous(), key_sums, *args, PRECISION=precision, **config
         )
         grad_keys = key_sums.mul_(weight_norm)
         return grad_anchors.to(anchors.dtype), grad_keys.to(keys.dtype), None, None, None, None
@@ -242,7 +242,7 @@ def fused_similarity_logsumexp(
     """Triton form of :func:`augplug_objectives.infonce.similarity_logsumexp` (float32 result).
 
     ``block_anchors`` / ``block_keys`` (powers of two, at least 16) override the tile shape;
-    the defaults suit d <= 128 on an H100.
+    the defaults are flash-attention-like tiles, not yet tuned on a GPU.
     """
     _check_inputs(anchors, keys)
     for name, block in (("block_anchors", block_anchors), ("block_keys", block_keys)):
