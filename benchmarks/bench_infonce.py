@@ -10,9 +10,9 @@ lightly; lightly's own loss is timed too when it is importable. "matmul" is one
 backward needs at least three of them (similarities, then one per gradient); augplug's
 tiled loss does four (it recomputes the similarities in the backward instead of storing
 them); on CUDA, "augplug triton" (``kernel="triton"``, fused kernels) does five, but never
-writes a similarity to memory. Times are medians after warm-up (CUDA events on GPU, perf_counter on CPU); memory
-is the peak above what was allocated before the call (CUDA allocator peak on GPU, the
-resident-set high-water mark on CPU, see infonce_memory.py).
+writes a similarity to memory. Times are medians after warm-up (CUDA events on GPU,
+perf_counter on CPU); memory is the peak above what was allocated before the call (CUDA
+allocator peak on GPU, the resident-set high-water mark on CPU, see infonce_memory.py).
 """
 
 from __future__ import annotations
