@@ -1,4 +1,4 @@
-"""SimCLR views: augplug_kornia against kornia.augmentation.AugmentationSequential, side by side.
+"""SimCLR views: augplug_image against kornia.augmentation.AugmentationSequential, side by side.
 
 Same process, same inputs, same recipe (RandomResizedCrop, flip p 0.5, colour jitter
 0.4/0.4/0.4/0.1 p 0.8 in the fixed order brightness -> contrast -> saturation -> hue,

@@ -1,7 +1,7 @@
 """Registers the image views (kind ``views``): the SimCLR / BYOL / colour recipes and single ops.
 
 The implementation is plain batched torch with Kornia's semantics (see
-:mod:`augplug_kornia.functional`), so creating these needs no Kornia at run time.
+:mod:`augplug_image.functional`), so creating these needs no Kornia at run time.
 """
 
 import augplug
@@ -22,4 +22,4 @@ _VIEWS = {
 @augplug.hookimpl
 def augplug_register_views(register):
     for name, attribute in _VIEWS.items():
-        register(name, f"augplug_kornia.views:{attribute}")
+        register(name, f"augplug_image.views:{attribute}")

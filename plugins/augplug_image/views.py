@@ -2,7 +2,7 @@
 
 Each is an :class:`augplug.ParametricViewGenerator`: ``sample(x, generator)`` draws per-sample
 :class:`augplug.Params` on the batch's device, ``apply(x, params)`` renders them with the
-batched ops of :mod:`augplug_kornia.functional` (differentiable in ``x`` and in every
+batched ops of :mod:`augplug_image.functional` (differentiable in ``x`` and in every
 continuous parameter), and ``forward(x, generator=...)`` is ``apply(x, sample(x))``.
 
 Stages run in a fixed order: crop (+ flip, one warp) -> flip -> colour jitter -> grayscale
@@ -39,7 +39,7 @@ from augplug.checks import (
     check_tensor,
 )
 from augplug.components import ParametricViewGenerator, Params
-from augplug_kornia import functional
+from augplug_image import functional
 
 __all__ = [
     "BYOLViews",

@@ -10,7 +10,7 @@ import math
 import kornia
 import pytest
 import torch
-from augplug_kornia import functional
+from augplug_image import functional
 from hypothesis import given
 from hypothesis import strategies as st
 
