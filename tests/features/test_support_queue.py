@@ -7,12 +7,12 @@ import io
 
 import pytest
 import torch
-from augplug_features import support_queue
-from augplug_features.support_queue import SupportQueue
 from hypothesis import given
 from hypothesis import strategies as st
 
 import augplug
+import augplug.queue
+from augplug.queue import SupportQueue
 
 
 def unit64(x: torch.Tensor) -> torch.Tensor:
@@ -186,7 +186,7 @@ def test_bad_input_leaves_the_queue_untouched(name):
 def test_enqueue_takes_every_ranks_features(monkeypatch):
     other_rank = torch.randn(3, 4)
     monkeypatch.setattr(
-        support_queue, "all_gather_no_grad", lambda x: torch.cat([x, unit64(other_rank).float()])
+        augplug.queue, "all_gather_no_grad", lambda x: torch.cat([x, unit64(other_rank).float()])
     )
     aug = augplug.create("features", "nearest_neighbour", dim=4, size=16)
     z = torch.randn(3, 4)
