@@ -281,7 +281,7 @@ class InfoNCE(Objective):
     """
 
     #: L(z1, z2) == L(z2, z1): a recipe Pipeline need not also evaluate the swapped pair.
-    symmetric = True
+    swap_invariant = True
 
     def __init__(
         self,
