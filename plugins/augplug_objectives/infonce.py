@@ -24,11 +24,20 @@ an anchor are the other views of its sample, so their summed similarity is
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from augplug import distributed
-from augplug.checks import check_batch, check_positive, check_same_batch, check_same_device
+from augplug.checks import (
+    accumulation_dtype,
+    check_batch,
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive,
+    check_same_batch,
+    check_same_device,
+)
 from augplug.components import Objective
+from augplug.ops import l2_normalize
 
 __all__ = ["InfoNCE", "info_nce", "similarity_logsumexp"]
 
@@ -37,10 +46,6 @@ __all__ = ["InfoNCE", "info_nce", "similarity_logsumexp"]
 _TILE_ELEMENTS = 2**25
 
 _HALF_DTYPES = (torch.bfloat16, torch.float16)
-
-
-def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 # torch.mm(half, half, out_dtype=torch.float32) exists on CUDA from torch 2.8 on.
@@ -66,12 +71,21 @@ def _row_tiles(rows: int, tile_size: int):
         yield start, min(start + tile_size, rows)
 
 
-def _masked_scores(scaled_anchors, keys, start, stop, self_offset, dtype) -> torch.Tensor:
-    """Similarities of anchor rows [start, stop) to every key, each anchor's own key at -inf."""
+def _masked_scores(scaled_anchors, keys, start, stop, self_offset, dtype, block=1) -> torch.Tensor:
+    """Similarities of anchor rows [start, stop) to every key, each anchor's own key at -inf.
+
+    With ``block > 1`` every key of the anchor's block of ``block`` rows is left out (its
+    sample's views in sample-major rows: the decoupled loss drops the positives too).
+    """
     scores = _mm(scaled_anchors[start:stop], keys.T, dtype)
-    # Anchor r is key r + self_offset: a diagonal of the tile, written without a mask tensor.
     first = self_offset + start
-    scores[:, first : first + (stop - start)].diagonal().fill_(float("-inf"))
+    if block == 1:
+        # Anchor r is key r + self_offset: a diagonal of the tile, written without a mask tensor.
+        scores[:, first : first + (stop - start)].diagonal().fill_(float("-inf"))
+    else:
+        # Seen as (tile, samples, block), anchor r's keys are one row of the middle axis.
+        rows = torch.arange(stop - start, device=scores.device)
+        scores.view(stop - start, -1, block)[rows, (rows + first) // block] = float("-inf")
     return scores
 
 
@@ -90,21 +104,21 @@ class _SimilarityLogSumExp(torch.autograd.Function):
     """Row-wise ``logsumexp_{k != i} <a_i, k_k> * scale`` over row tiles; see :func:`similarity_logsumexp`."""
 
     @staticmethod
-    def forward(ctx, anchors, keys, scale, tile_size, self_offset):
-        dtype = _accumulation_dtype(anchors.dtype)
+    def forward(ctx, anchors, keys, scale, tile_size, self_offset, block):
+        dtype = accumulation_dtype(anchors.dtype)
         # Scaling the (N, d) anchors instead of each (tile, N) block of scores saves a pass
         # over the large tensor.
         scaled = anchors * scale
         lse = torch.empty(anchors.shape[0], dtype=dtype, device=anchors.device)
         for start, stop in _row_tiles(anchors.shape[0], tile_size):
-            scores = _masked_scores(scaled, keys, start, stop, self_offset, dtype)
+            scores = _masked_scores(scaled, keys, start, stop, self_offset, dtype, block)
             # torch.logsumexp would allocate a second tile for exp(scores - max); in place,
             # one tile is the whole working set. The clamp keeps a row with no key but its
             # own (max -inf) at lse = -inf instead of NaN.
             row_max = scores.amax(dim=1, keepdim=True).clamp_min_(torch.finfo(dtype).min)
             lse[start:stop] = scores.sub_(row_max).exp_().sum(dim=1).log_().add_(row_max.squeeze(1))
         ctx.save_for_backward(anchors, keys, lse)
-        ctx.scale, ctx.tile_size, ctx.self_offset = scale, tile_size, self_offset
+        ctx.scale, ctx.tile_size, ctx.self_offset, ctx.block = scale, tile_size, self_offset, block
         return lse
 
     @staticmethod
@@ -121,7 +135,7 @@ class _SimilarityLogSumExp(torch.autograd.Function):
         grad_anchors = torch.empty(anchors.shape, dtype=dtype, device=anchors.device)
         grad_keys = torch.zeros(keys.shape, dtype=dtype, device=keys.device)
         for start, stop in _row_tiles(anchors.shape[0], ctx.tile_size):
-            probs = _masked_scores(scaled, keys, start, stop, ctx.self_offset, dtype)
+            probs = _masked_scores(scaled, keys, start, stop, ctx.self_offset, dtype, ctx.block)
             # With half storage the probabilities are rounded to it for the two tensor-core
             # matmuls (as flash attention does); elsewhere this is a no-op.
             probs = probs.sub_(lse[start:stop, None]).exp_().to(keys.dtype)
@@ -129,7 +143,7 @@ class _SimilarityLogSumExp(torch.autograd.Function):
             weighted_anchors = (anchors[start:stop].to(dtype) * relative_weight[start:stop]).to(anchors.dtype)
             grad_keys += _mm(probs.T, weighted_anchors, dtype)
         grad_keys *= weight_norm
-        return grad_anchors.to(anchors.dtype), grad_keys.to(keys.dtype), None, None, None
+        return grad_anchors.to(anchors.dtype), grad_keys.to(keys.dtype), None, None, None, None
 
 
 def similarity_logsumexp(
@@ -139,11 +153,15 @@ def similarity_logsumexp(
     scale: float,
     tile_size: int | None = None,
     self_offset: int = 0,
+    exclude_block: int = 1,
     kernel: str = "torch",
 ) -> torch.Tensor:
     """``lse_i = log sum_{k != i + self_offset} exp(scale * <anchors_i, keys_k>)`` for every anchor.
 
-    Anchor i is key ``i + self_offset`` and is left out of its own sum. With
+    Anchor i is key ``i + self_offset`` and is left out of its own sum; with
+    ``exclude_block=V`` so is every key of its block of V rows (``self_offset`` a multiple
+    of V; the decoupled loss, :mod:`augplug_objectives.dcl`, leaves out all of a sample's
+    views). With
     ``kernel="torch"`` it is computed over tiles of ``tile_size`` anchor rows (``None``: about
     32M similarities per tile) and the backward recomputes each tile, so neither pass holds
     more than ``tile_size x len(keys)`` similarities. ``kernel="triton"`` runs fused kernels
@@ -152,20 +170,23 @@ def similarity_logsumexp(
     """
     kernel = _check_kernel(kernel, tile_size)
     if kernel == "triton":
+        if exclude_block != 1:
+            raise ValueError(f"exclude_block: only kernel='torch' leaves out blocks, got {exclude_block!r}")
         from augplug_objectives.fused_lse import fused_similarity_logsumexp
 
         return fused_similarity_logsumexp(anchors, keys, scale=scale, self_offset=self_offset)
     if tile_size is None:
         tile_size = max(1, _TILE_ELEMENTS // keys.shape[0])
-    return _SimilarityLogSumExp.apply(anchors, keys, float(scale), int(tile_size), int(self_offset))
+    return _SimilarityLogSumExp.apply(
+        anchors, keys, float(scale), int(tile_size), int(self_offset), int(exclude_block)
+    )
 
 
 _KERNELS = ("torch", "triton")
 
 
 def _check_kernel(kernel, tile_size) -> str:
-    if kernel not in _KERNELS:
-        raise ValueError(f"kernel: expected one of {_KERNELS}, got {kernel!r}")
+    check_choice(kernel, "kernel", _KERNELS)
     if kernel == "triton" and tile_size is not None:
         raise ValueError(f"tile_size: only used with kernel='torch'; leave it None with kernel='triton', got {tile_size!r}")
     return kernel
@@ -199,12 +220,11 @@ def _check_views(z1: torch.Tensor, z2: torch.Tensor | None) -> torch.Tensor:
 
 def _check_options(temperature, tile_size, gather_distributed, local_anchors, kernel) -> float:
     temperature = check_positive(temperature, "temperature")
+    if tile_size is not None:
+        check_int(tile_size, "tile_size", minimum=1)
     _check_kernel(kernel, tile_size)
-    if tile_size is not None and (isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1):
-        raise ValueError(f"tile_size: expected None or an int >= 1, got {tile_size!r}")
-    for name, flag in (("gather_distributed", gather_distributed), ("local_anchors", local_anchors)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name}: expected True or False, got {flag!r}")
+    check_bool(gather_distributed, "gather_distributed")
+    check_bool(local_anchors, "local_anchors")
     if local_anchors and not gather_distributed:
         raise ValueError("local_anchors: only meaningful with gather_distributed=True, got gather_distributed=False")
     return temperature
@@ -223,21 +243,27 @@ def info_nce(
     """Functional form of :class:`InfoNCE` (same arguments)."""
     temperature = _check_options(temperature, tile_size, gather_distributed, local_anchors, kernel)
     views = _check_views(z1, z2)
-    batch, num_views, _ = views.shape
-    dtype = _accumulation_dtype(views.dtype)
-    unit = F.normalize(views.to(dtype), dim=-1)
+    num_views = views.shape[1]
+    dtype = accumulation_dtype(views.dtype)
+    unit = l2_normalize(views.to(dtype))  # exact at any magnitude, unlike F.normalize
     if _keeps_half_storage(views):
         unit = unit.to(views.dtype)  # products are still accumulated and returned in float32
 
     anchors = keys = unit
     self_offset = 0
+    local_weight = None
     if gather_distributed and distributed.is_distributed():
         # Every rank's embeddings become keys; positives stay on their own rank, since all
         # views of a sample live there. Rows are sample-major, so this rank's rows are one
-        # contiguous block of the keys starting at rank * B * V.
-        keys = distributed.all_gather_with_grad(unit)
+        # contiguous block of the keys, after the lower ranks' samples (ranks may hold
+        # different batch sizes: the last batch of an epoch).
+        sizes = distributed.gather_sizes(unit)
+        keys = distributed.all_gather_with_grad(unit, sizes=sizes)
         if local_anchors:
-            self_offset = distributed.rank() * batch * num_views
+            self_offset = sum(sizes[: distributed.rank()]) * num_views
+            # Each rank's share of the whole batch's mean: the ranks' losses then average
+            # to the loss of the concatenated batch even when their sizes differ.
+            local_weight = distributed.world_size() / (sum(sizes) * num_views)
         else:
             anchors = keys
 
@@ -250,6 +276,8 @@ def info_nce(
         kernel=kernel,
     )
     positive = _positive_similarity(anchors.to(dtype)).reshape(-1) / temperature
+    if local_weight is not None:
+        return (lse - positive).sum() * local_weight
     return (lse - positive).mean()
 
 
@@ -267,8 +295,8 @@ class InfoNCE(Objective):
         tile_size: anchor rows per tile; memory is O(tile_size * N) on top of the
             embeddings. ``None`` picks rows so one tile holds about 32M floats (128 MiB).
         gather_distributed: under ``torch.distributed``, use every rank's embeddings as
-            keys (differentiable all-gather; every rank must pass the same shape); a no-op
-            on one process. DDP's gradient average then gives exactly the gradient of the
+            keys (differentiable all-gather; ranks may hold different batch sizes, the
+            feature dimension and dtype must match); a no-op on one process. DDP's gradient average then gives exactly the gradient of the
             loss on the concatenated batch: do not rescale the loss by the world size.
         local_anchors: with ``gather_distributed``, only this rank's embeddings are anchors
             (scored against all ranks' keys), as open_clip's ``local_loss`` does: each rank
