@@ -11,9 +11,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import augplug
 
 
-def _views(seed: int, batch: int, num_views: int, dim: int, scale: float = 1.0, dtype=torch.float64):
+def _views(
+    seed: int, batch: int, num_views: int, dim: int, scale: float = 1.0, dtype=torch.float64
+):
     gen = torch.Generator().manual_seed(seed)
-    return (torch.randn(batch, num_views, dim, generator=gen, dtype=torch.float64) * scale).to(dtype)
+    return (torch.randn(batch, num_views, dim, generator=gen, dtype=torch.float64) * scale).to(
+        dtype
+    )
 
 
 def _loss_and_grad(loss_fn, views):
@@ -39,7 +43,9 @@ shapes = st.tuples(
 )
 def test_tiled_loss_and_gradient_match_float64_reference(shape, seed, temperature, tile, scale):
     views = _views(seed, *shape, scale=scale)
-    loss, grad = _loss_and_grad(lambda v: info_nce(v, temperature=temperature, tile_size=tile), views)
+    loss, grad = _loss_and_grad(
+        lambda v: info_nce(v, temperature=temperature, tile_size=tile), views
+    )
     ref_loss, ref_grad = _loss_and_grad(lambda v: nt_xent_reference(v, temperature), views)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-8, atol=1e-10)
@@ -48,7 +54,9 @@ def test_tiled_loss_and_gradient_match_float64_reference(shape, seed, temperatur
 @given(shape=shapes, seed=st.integers(0, 2**31 - 1), tile=st.integers(1, 30))
 def test_float32_matches_reference(shape, seed, tile):
     views = _views(seed, *shape)
-    loss, grad = _loss_and_grad(lambda v: info_nce(v, temperature=0.2, tile_size=tile), views.float())
+    loss, grad = _loss_and_grad(
+        lambda v: info_nce(v, temperature=0.2, tile_size=tile), views.float()
+    )
     ref_loss, ref_grad = _loss_and_grad(lambda v: nt_xent_reference(v, 0.2), views)
     assert loss.dtype == torch.float32
     torch.testing.assert_close(loss.double(), ref_loss, rtol=1e-5, atol=1e-5)
@@ -62,8 +70,12 @@ def test_invariant_to_permuting_samples_and_views(shape, seed, data):
     sample_order = torch.tensor(data.draw(st.permutations(range(batch))))
     view_order = torch.tensor(data.draw(st.permutations(range(num_views))))
     loss = info_nce(views, tile_size=3)
-    torch.testing.assert_close(info_nce(views[sample_order], tile_size=3), loss, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(info_nce(views[:, view_order], tile_size=3), loss, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        info_nce(views[sample_order], tile_size=3), loss, rtol=1e-12, atol=1e-12
+    )
+    torch.testing.assert_close(
+        info_nce(views[:, view_order], tile_size=3), loss, rtol=1e-12, atol=1e-12
+    )
 
 
 @given(batch=st.integers(1, 8), dim=st.integers(1, 6), seed=st.integers(0, 2**31 - 1))
@@ -73,7 +85,9 @@ def test_pairwise_form_is_symmetric_and_equals_two_view_form(batch, dim, seed):
     loss_fn = InfoNCE(temperature=0.3, tile_size=2)
     torch.testing.assert_close(loss_fn(z1, z2), loss_fn(z2, z1), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(loss_fn(z1, z2), loss_fn(views), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(loss_fn(z1, z2), nt_xent_reference(views, 0.3), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        loss_fn(z1, z2), nt_xent_reference(views, 0.3), rtol=1e-10, atol=1e-10
+    )
 
 
 def test_gradcheck_of_tiled_logsumexp_float64():
@@ -82,7 +96,8 @@ def test_gradcheck_of_tiled_logsumexp_float64():
     keys = torch.randn(9, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     # Anchors are keys 2..6 (as this rank's block of gathered keys); tiles of 2 do not divide 5.
     assert torch.autograd.gradcheck(
-        lambda a, k: similarity_logsumexp(a, k, scale=1.7, tile_size=2, self_offset=2), (anchors, keys)
+        lambda a, k: similarity_logsumexp(a, k, scale=1.7, tile_size=2, self_offset=2),
+        (anchors, keys),
     )
 
 
@@ -133,7 +148,9 @@ def test_no_operation_materialises_the_pairwise_matrix(tile):
 
 def test_default_tile_covers_small_batches_in_one_tile():
     views = _views(4, 6, 2, 5).requires_grad_(True)
-    torch.testing.assert_close(info_nce(views), nt_xent_reference(views, 0.1), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        info_nce(views), nt_xent_reference(views, 0.1), rtol=1e-10, atol=1e-10
+    )
 
 
 def test_registered_as_objective():
@@ -151,7 +168,11 @@ def test_registered_as_objective():
         ({"temperature": -1}, ValueError, "temperature"),
         ({"tile_size": 0}, ValueError, "tile_size"),
         ({"tile_size": 2.5}, TypeError, r"tile_size: expected an integer >= 1, got 2.5 \(float\)"),
-        ({"temperature": "0.1"}, TypeError, r"temperature: expected a number > 0, got '0.1' \(str\)"),
+        (
+            {"temperature": "0.1"},
+            TypeError,
+            r"temperature: expected a number > 0, got '0.1' \(str\)",
+        ),
         ({"kernel": "trition"}, ValueError, "did you mean 'triton'"),
         ({"gather_distributed": 1}, TypeError, "gather_distributed"),
         ({"local_anchors": True}, ValueError, "local_anchors"),
@@ -190,11 +211,15 @@ def test_cuda_matches_reference(dtype):
     # Half inputs use tensor-core matmuls with float32 results; the probabilities are
     # rounded to the input dtype for the backward matmuls, as flash attention does.
     torch.testing.assert_close(loss.cpu().double(), ref_loss, rtol=2e-3, atol=2e-3)
-    torch.testing.assert_close(grad.cpu().double(), ref_grad, rtol=5e-2, atol=5e-2 * ref_grad.abs().max().item())
+    torch.testing.assert_close(
+        grad.cpu().double(), ref_grad, rtol=5e-2, atol=5e-2 * ref_grad.abs().max().item()
+    )
 
 
 @pytest.mark.parametrize("local_anchors", [False, True])
 def test_gathering_is_a_no_op_on_one_process(local_anchors):
     views = _views(6, 5, 3, 4)
     gathered = InfoNCE(gather_distributed=True, local_anchors=local_anchors, tile_size=4)
-    torch.testing.assert_close(gathered(views), nt_xent_reference(views, 0.1), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        gathered(views), nt_xent_reference(views, 0.1), rtol=1e-10, atol=1e-10
+    )

@@ -78,7 +78,9 @@ def _check_all_gathers(rank: int) -> None:
     (gathered * (rank + 1) * row).sum().backward()
     weight_sum = sum(r + 1 for r in range(WORLD_SIZE))
     start = sum(sizes[:rank])
-    torch.testing.assert_close(x.grad, (weight_sum * row[start : start + sizes[rank]]).expand(-1, 2))
+    torch.testing.assert_close(
+        x.grad, (weight_sum * row[start : start + sizes[rank]]).expand(-1, 2)
+    )
 
 
 def _compare(rank, layout, rows, local_anchors, pairwise) -> None:
@@ -87,7 +89,9 @@ def _compare(rank, layout, rows, local_anchors, pairwise) -> None:
     encoder = _encoder()
     z = encoder(_inputs_of_every_rank(layout)[rows])
     z.retain_grad()
-    loss_fn = InfoNCE(temperature=temperature, tile_size=2, gather_distributed=True, local_anchors=local_anchors)
+    loss_fn = InfoNCE(
+        temperature=temperature, tile_size=2, gather_distributed=True, local_anchors=local_anchors
+    )
     loss = loss_fn(*((z[:, 0], z[:, 1]) if pairwise else (z,)))
     loss.backward()
     dist.all_reduce(encoder.weight.grad)  # DDP's gradient averaging
@@ -98,7 +102,9 @@ def _compare(rank, layout, rows, local_anchors, pairwise) -> None:
     mean_loss /= WORLD_SIZE
     torch.testing.assert_close(mean_loss, loss_ref, rtol=1e-6, atol=1e-6, msg=f"mean loss ({mode})")
     if not local_anchors:
-        torch.testing.assert_close(loss.detach(), loss_ref, rtol=1e-6, atol=1e-6, msg=f"loss ({mode})")
+        torch.testing.assert_close(
+            loss.detach(), loss_ref, rtol=1e-6, atol=1e-6, msg=f"loss ({mode})"
+        )
     # Each rank's embeddings get world_size x their single-process gradient (every rank's
     # loss is summed into them); DDP's average over world_size ranks divides it back out.
     torch.testing.assert_close(
@@ -110,7 +116,9 @@ def _compare(rank, layout, rows, local_anchors, pairwise) -> None:
 
 
 def _worker(rank: int, port: int) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE
+    )
     try:
         torch.set_num_threads(1)
         assert distributed.is_distributed() and distributed.rank() == rank
@@ -119,7 +127,12 @@ def _worker(rank: int, port: int) -> None:
         for layout in LAYOUTS:
             start = sum(layout[:rank])
             rows = slice(start, start + layout[rank])
-            for local_anchors, pairwise in ((False, False), (True, False), (False, True), (True, True)):
+            for local_anchors, pairwise in (
+                (False, False),
+                (True, False),
+                (False, True),
+                (True, True),
+            ):
                 _compare(rank, layout, rows, local_anchors, pairwise)
     finally:
         dist.destroy_process_group()
