@@ -19,6 +19,15 @@ fore_b       U(0.4, 1)       nuisance
 back_b       U(0, 0.6)       nuisance
 ===========  ==============  ==========================================
 
+Rendering follows the reference code (ae-foster/invclr, ``data/spirograph.py``), from
+which the paper's numbers come, with ``normalisation="reference"`` (the default): the
+image's first axis (rows) follows the curve's x coordinate and its second axis y (the
+grid of ``torch.meshgrid`` with its default ``"ij"`` indexing), and every **row** is divided
+by its own maximum (+1e-8), because the reference takes the max twice over the same
+axis. ``normalisation="global"`` divides the whole image by its maximum, as the paper's
+text describes. (augplug before this option rendered the global max with rows
+following y, the transpose; ``benchmarks/results/invariance.md`` says which its runs used.)
+
 Design: a view must share its image's targets and re-draw only the nuisance, and the
 targets cannot be read back from pixels. So :class:`SpirographViews` takes the
 **(B, 4) target batch** (columns m, b, sigma, fore_r; :func:`stack_targets` builds it
@@ -35,11 +44,18 @@ from collections.abc import Mapping
 import torch
 
 from augplug import rng
-from augplug.checks import check_batch, check_same_batch, check_same_device, check_tensor
+from augplug.checks import (
+    check_batch,
+    check_choice,
+    check_same_batch,
+    check_same_device,
+    check_tensor,
+)
 from augplug.components import MultiTaskDataset, ParametricViewGenerator, Params, Task
 
 __all__ = [
     "FACTOR_RANGES",
+    "NORMALISATIONS",
     "NUISANCE",
     "TARGETS",
     "SpirographViews",
@@ -70,15 +86,21 @@ SPLAT_CUTOFF = 40.0  # largest exponent evaluated: exp(-40) ~ 4e-18
 _SPLIT_STREAMS = {"train": 0, "test": 1}
 _PAPER_SIZES = {"train": 100_000, "test": 20_000}
 _RENDER_CHUNK = 4096  # images rendered at once: bounds the (chunk, 40, 32, 32) splat tensor
+NORMALISATIONS = ("reference", "global")
 
 
-def render_spirograph(factors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+def render_spirograph(
+    factors: Mapping[str, torch.Tensor], normalisation: str = "reference"
+) -> torch.Tensor:
     """Render (B, 3, 32, 32) images from the ten factors, each a (B,) tensor.
 
     Differentiable in every factor. Computed in float32 (float64 stays float64) and
-    returned in the factors' dtype. Rows index the vertical coordinate, columns the
-    horizontal one, both from -6 to 6.
+    returned in the factors' dtype. Rows follow the curve's x coordinate and columns its
+    y coordinate, both from -6 to 6, as in the reference code. ``normalisation``:
+    ``"reference"`` divides each row by its own maximum (+1e-8), exactly as the reference
+    code; ``"global"`` divides the image by its maximum (+1e-8), as the paper's text.
     """
+    check_choice(normalisation, "normalisation", NORMALISATIONS)
     missing = [name for name in (*TARGETS, *NUISANCE) if name not in factors]
     if missing:
         raise ValueError(f"factors: missing {missing}; expected all of {[*TARGETS, *NUISANCE]}")
@@ -97,6 +119,7 @@ def render_spirograph(factors: Mapping[str, torch.Tensor]) -> torch.Tensor:
     curve_x = (m - h) * torch.cos(t) + h * torch.cos((m - h) * t / b)  # (B, 40)
     curve_y = (m - h) * torch.sin(t) - h * torch.sin((m - h) * t / b)
     grid = torch.linspace(-EXTENT, EXTENT, IMAGE_SIZE, device=first.device, dtype=work)
+
     # Squared distances separate over the axes, so the (B, 40, 32, 32) splat is one
     # broadcast product of two (B, 40, 32) factors: exp(-dy^2/s) * exp(-dx^2/s).
     # Exponents are capped at SPLAT_CUTOFF: the capped terms are below 1e-17 of the peak,
@@ -106,11 +129,15 @@ def render_spirograph(factors: Mapping[str, torch.Tensor]) -> torch.Tensor:
         exponent = (grid - coordinate[:, :, None]) ** 2 / sigma[:, :, None]
         return torch.exp(-exponent.clamp(max=SPLAT_CUTOFF))
 
-    along_y, along_x = splat(curve_y), splat(curve_x)
-    intensity = torch.einsum("bpi,bpj->bij", along_y, along_x) / NUM_POINTS  # (B, 32, 32)
-    intensity = intensity / (intensity.amax(dim=(1, 2), keepdim=True) + 1e-8)
+    along_x, along_y = splat(curve_x), splat(curve_y)
+    intensity = torch.einsum("bpi,bpj->bij", along_x, along_y) / NUM_POINTS  # (B, 32, 32)
+    # The reference's v.max(-1, keepdim=True)[0].max(-1, keepdim=True)[0] is a per-row max.
+    peak_dims = (2,) if normalisation == "reference" else (1, 2)
+    intensity = intensity / (intensity.amax(dim=peak_dims, keepdim=True) + 1e-8)
 
-    fore = torch.cat([f["fore_r"], f["fore_g"], f["fore_b"]], dim=1)[:, :, None, None]  # (B, 3, 1, 1)
+    fore = torch.cat([f["fore_r"], f["fore_g"], f["fore_b"]], dim=1)[
+        :, :, None, None
+    ]  # (B, 3, 1, 1)
     back = torch.cat([f["back_r"], f["back_g"], f["back_b"]], dim=1)[:, :, None, None]
     image = intensity[:, None] * fore + (1.0 - intensity[:, None]) * back
     return image.to(out_dtype)
@@ -132,10 +159,19 @@ class SpirographViews(ParametricViewGenerator):
     (h, back_r, fore_g, back_g, fore_b, back_b), each (B,) and uniform over its range in
     :data:`FACTOR_RANGES`; ``apply`` is differentiable in all of them (and in ``x``), so
     they are the ``continuous_params`` the ``gradient_invariance`` objective perturbs.
+    ``normalisation``: ``"reference"`` (default, the reference code's per-row max) or
+    ``"global"`` (the paper text's image max); see :func:`render_spirograph`.
     """
 
     input_layout = "(B, 4) targets m, b, sigma, fore_r"
     continuous_params = NUISANCE
+
+    def __init__(self, normalisation: str = "reference"):
+        super().__init__()
+        self.normalisation = check_choice(normalisation, "normalisation", NORMALISATIONS)
+
+    def extra_repr(self) -> str:
+        return f"normalisation={self.normalisation!r}"
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
         return check_tensor(x, "x", ndim=2, shape=(None, len(TARGETS)), layout=self.input_layout)
@@ -146,7 +182,13 @@ class SpirographViews(ParametricViewGenerator):
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         return Params(
             {
-                name: rng.uniform((x.shape[0],), *FACTOR_RANGES[name], device=x.device, generator=generator, dtype=dtype)
+                name: rng.uniform(
+                    (x.shape[0],),
+                    *FACTOR_RANGES[name],
+                    device=x.device,
+                    generator=generator,
+                    dtype=dtype,
+                )
                 for name in NUISANCE
             }
         )
@@ -161,7 +203,7 @@ class SpirographViews(ParametricViewGenerator):
             value = check_batch(params[name], f"params[{name!r}]", ndim=1, layout="(B,)")
             check_same_batch("x", x, f"params[{name!r}]", value)
             factors[name] = value  # rendered in float32 whatever x's dtype
-        return render_spirograph(factors)
+        return render_spirograph(factors, self.normalisation)
 
 
 def spirograph(
@@ -170,6 +212,7 @@ def spirograph(
     seed: int = 0,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    normalisation: str = "reference",
 ) -> MultiTaskDataset:
     """The Spirograph dataset (Foster et al., 2021): (N, 3, 32, 32) images, four regression tasks.
 
@@ -178,8 +221,10 @@ def spirograph(
     Factors are drawn on the CPU from ``seed`` (so the dataset is identical on every
     device) and rendered on ``device`` in chunks. Tasks ``m``, ``b``, ``sigma``,
     ``fore_r``: (N,) raw targets. Feed ``stack_targets(targets)`` to the ``spirograph``
-    views to make training views.
+    views to make training views. ``normalisation``: ``"reference"`` (default) or
+    ``"global"``, as :func:`render_spirograph`; give the views the same one.
     """
+    check_choice(normalisation, "normalisation", NORMALISATIONS)
     if split not in _SPLIT_STREAMS:
         raise ValueError(f"split: expected one of {sorted(_SPLIT_STREAMS)}, got {split!r}")
     if size is None:
@@ -197,12 +242,17 @@ def spirograph(
     names = (*TARGETS, *NUISANCE)
     low = torch.tensor([FACTOR_RANGES[n][0] for n in names], dtype=torch.float64)
     high = torch.tensor([FACTOR_RANGES[n][1] for n in names], dtype=torch.float64)
-    rows = rng.uniform((size, len(names)), low, high, device="cpu", generator=generator, dtype=torch.float64)
+    rows = rng.uniform(
+        (size, len(names)), low, high, device="cpu", generator=generator, dtype=torch.float64
+    )
     rows = rows.to(device=device, dtype=dtype)
     factors = {name: rows[:, i] for i, name in enumerate(names)}
     images = torch.cat(
         [
-            render_spirograph({name: value[start : start + _RENDER_CHUNK] for name, value in factors.items()})
+            render_spirograph(
+                {name: value[start : start + _RENDER_CHUNK] for name, value in factors.items()},
+                normalisation,
+            )
             for start in range(0, size, _RENDER_CHUNK)
         ]
     )

@@ -19,7 +19,16 @@ class Brightness(ParametricViewGenerator):
         self.low, self.high = low, high
 
     def sample(self, x, generator=None):
-        return Params(gain=rng.uniform((x.shape[0],), self.low, self.high, device=x.device, generator=generator, dtype=x.dtype))
+        return Params(
+            gain=rng.uniform(
+                (x.shape[0],),
+                self.low,
+                self.high,
+                device=x.device,
+                generator=generator,
+                dtype=x.dtype,
+            )
+        )
 
     def apply(self, x, params):
         return x * params["gain"].view(-1, *([1] * (x.ndim - 1)))
@@ -33,11 +42,15 @@ class RowOffset(ViewGenerator):
         return x + offset
 
 
-def tiny_encoder(in_features: int, dim: int = 4, *, seed: int = 0, dtype=torch.float64) -> nn.Module:
+def tiny_encoder(
+    in_features: int, dim: int = 4, *, seed: int = 0, dtype=torch.float64
+) -> nn.Module:
     """Flatten -> linear -> tanh -> linear: smooth and nonlinear, cheap in float64."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return nn.Sequential(nn.Flatten(), nn.Linear(in_features, 6), nn.Tanh(), nn.Linear(6, dim)).to(dtype)
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(in_features, 6), nn.Tanh(), nn.Linear(6, dim)
+        ).to(dtype)
 
 
 def scale_invariant(x: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,9 @@ def first_order_variance(encoder, views, x, params, names, means, variances) -> 
     alpha = torch.stack([params[n] for n in names], 1)
 
     def h_of(a):
-        return normalised(encoder, views, x, {**params, **{n: a[:, i] for i, n in enumerate(names)}})
+        return normalised(
+            encoder, views, x, {**params, **{n: a[:, i] for i, n in enumerate(names)}}
+        )
 
     jac = torch.autograd.functional.jacobian(h_of, alpha)  # (B, D, B, k)
     batch = x.shape[0]
@@ -75,7 +77,15 @@ def test_paper_estimator_is_unbiased_for_the_first_order_conditional_variance():
     x, views, params, encoder = spirograph_setup()
     means, variances = uniform_moments(NUISANCE, FACTOR_RANGES)
     exact = first_order_variance(encoder, views, x, params, NUISANCE, means, variances)
-    mean, error = repeated(GradientInvariance("paper", num_draws=100, clamp=NO_CLAMP), encoder, views, x, params, 30, 40)
+    mean, error = repeated(
+        GradientInvariance("paper", num_draws=100, clamp=NO_CLAMP),
+        encoder,
+        views,
+        x,
+        params,
+        30,
+        40,
+    )
     assert mean.dtype == torch.float64
     assert abs(mean - exact) < 4 * error + 1e-3 * exact, (mean, error, exact)
 
@@ -91,7 +101,9 @@ def test_difference_estimator_is_the_mean_squared_move_for_its_draw():
     expected = (moved**2).sum(-1).mean()
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
     weights = list(encoder.parameters())
-    for got_grad, expected_grad in zip(torch.autograd.grad(got, weights), torch.autograd.grad(expected, weights)):
+    for got_grad, expected_grad in zip(
+        torch.autograd.grad(got, weights), torch.autograd.grad(expected, weights)
+    ):
         torch.testing.assert_close(got_grad, expected_grad, rtol=1e-10, atol=1e-14)
 
 
@@ -104,7 +116,9 @@ def test_difference_estimator_is_unbiased_for_the_conditional_variance():
         h_fresh = normalised(encoder, views, x.repeat(draws, 1), fresh).view(draws, *h_alpha.shape)
         moves = ((h_fresh - h_alpha) ** 2).sum(-1)
     exact, exact_error = moves.mean(), moves.std() / moves.numel() ** 0.5
-    mean, error = repeated(GradientInvariance("difference", clamp=NO_CLAMP), encoder, views, x, params, 20, 100)
+    mean, error = repeated(
+        GradientInvariance("difference", clamp=NO_CLAMP), encoder, views, x, params, 20, 100
+    )
     assert abs(mean - exact) < 4 * (error**2 + exact_error**2) ** 0.5, (mean, error, exact)
 
 
@@ -115,7 +129,9 @@ def test_both_estimators_agree_when_the_view_is_locally_linear():
     views = Brightness(0.97, 1.03)
     params = views.sample(x, generator=torch.Generator().manual_seed(2))
     encoder = tiny_encoder(48, seed=3)
-    paper, paper_error = repeated(GradientInvariance("paper", clamp=NO_CLAMP), encoder, views, x, params, 10, 100)
+    paper, paper_error = repeated(
+        GradientInvariance("paper", clamp=NO_CLAMP), encoder, views, x, params, 10, 100
+    )
     difference, difference_error = repeated(
         GradientInvariance("difference", clamp=NO_CLAMP), encoder, views, x, params, 10, 500
     )
@@ -128,16 +144,25 @@ def test_both_estimators_agree_when_the_view_is_locally_linear():
 
 @pytest.mark.parametrize("estimator", ["paper", "difference"])
 def test_an_invariant_encoder_is_not_penalised(estimator):
-    x = torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64) + 0.1
+    x = (
+        torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+        + 0.1
+    )
     views = Brightness()
     params = views.sample(x, generator=torch.Generator().manual_seed(5))
     objective = GradientInvariance(estimator, num_draws=10)
-    penalty = objective(scale_invariant, views, x, params, generator=torch.Generator().manual_seed(6))
+    penalty = objective(
+        scale_invariant, views, x, params, generator=torch.Generator().manual_seed(6)
+    )
     assert penalty.abs() < 1e-20
-    sensitive = objective(lambda v: v.mean((2, 3)), views, x, params, generator=torch.Generator().manual_seed(6))
+    sensitive = objective(
+        lambda v: v.mean((2, 3)), views, x, params, generator=torch.Generator().manual_seed(6)
+    )
     assert sensitive.abs() < 1e-20  # normalised mean colour is invariant to a gain too ...
     unnormalised = GradientInvariance(estimator, num_draws=10, normalize=False)
-    assert unnormalised(lambda v: v.mean((2, 3)), views, x, params) > 1e-6  # ... the raw mean is not
+    assert (
+        unnormalised(lambda v: v.mean((2, 3)), views, x, params) > 1e-6
+    )  # ... the raw mean is not
 
 
 def test_difference_reuses_the_pipelines_view_zero_encoding():
@@ -177,7 +202,9 @@ def test_pipeline_passes_view_zero_to_the_objective(estimator):
     x, _, _, encoder = spirograph_setup(batch=4)
     recipe = {
         "views": {"name": "spirograph"},
-        "objective": [{"name": "gradient_invariance", "weight": 0.01, "estimator": estimator, "clamp": 1000.0}],
+        "objective": [
+            {"name": "gradient_invariance", "weight": 0.01, "estimator": estimator, "clamp": 1000.0}
+        ],
     }
     pipeline = augplug.build(recipe)
     out = pipeline(x, encoder, generator=torch.Generator().manual_seed(11))
@@ -249,15 +276,22 @@ def test_difference_estimator_is_twice_the_conditional_variance_over_random_alph
     with torch.no_grad():
         for seed in range(10):
             g = torch.Generator().manual_seed(seed)
-            values.append(objective(encoder, views, tiled, views.sample(tiled, generator=g), generator=g))
+            values.append(
+                objective(encoder, views, tiled, views.sample(tiled, generator=g), generator=g)
+            )
         values = torch.stack(values)
 
         def normalised_encoder(v):
             return F.normalize(encoder(v), dim=1)
 
-        variance = conditional_variance(normalised_encoder, views, x, 1000, generator=torch.Generator().manual_seed(99))
+        variance = conditional_variance(
+            normalised_encoder, views, x, 1000, generator=torch.Generator().manual_seed(99)
+        )
     error = values.std() / len(values) ** 0.5
-    assert abs(values.mean() - 2 * variance.mean()) < 4 * error + 0.03 * variance.mean(), (values.mean(), variance)
+    assert abs(values.mean() - 2 * variance.mean()) < 4 * error + 0.03 * variance.mean(), (
+        values.mean(),
+        variance,
+    )
 
 
 def test_paper_estimator_replayed_with_an_explicit_jacobian():
@@ -272,7 +306,9 @@ def test_paper_estimator_replayed_with_an_explicit_jacobian():
     alpha = torch.stack([params[n] for n in NUISANCE], 1)
 
     def h_of(a):
-        return normalised(encoder, views, x, {**params, **{n: a[:, i] for i, n in enumerate(NUISANCE)}})
+        return normalised(
+            encoder, views, x, {**params, **{n: a[:, i] for i, n in enumerate(NUISANCE)}}
+        )
 
     jac = torch.autograd.functional.jacobian(h_of, alpha, create_graph=True)  # (B, D, B, k)
     jac = torch.stack([jac[b, :, b, :] for b in range(2)])  # (B, D, k)
@@ -283,11 +319,17 @@ def test_paper_estimator_replayed_with_an_explicit_jacobian():
     expected = ((slope * delta).sum(-1) ** 2).mean()
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=0)
     weights = list(encoder.parameters())
-    for got_grad, expected_grad in zip(torch.autograd.grad(got, weights), torch.autograd.grad(expected, weights)):
+    for got_grad, expected_grad in zip(
+        torch.autograd.grad(got, weights), torch.autograd.grad(expected, weights)
+    ):
         torch.testing.assert_close(got_grad, expected_grad, rtol=1e-8, atol=1e-12)
 
 
-@given(seed=st.integers(0, 2**31), batch=st.integers(1, 4), estimator=st.sampled_from(["paper", "difference"]))
+@given(
+    seed=st.integers(0, 2**31),
+    batch=st.integers(1, 4),
+    estimator=st.sampled_from(["paper", "difference"]),
+)
 def test_penalty_is_finite_non_negative_and_at_most_the_clamp(seed, batch, estimator):
     x, views, params, encoder = spirograph_setup(batch=batch, seed=seed % 1000)
     clamp = 0.05
@@ -303,7 +345,9 @@ def test_runs_on_cuda_with_a_cuda_generator(estimator):
     x, views, params, encoder = spirograph_setup()
     x, encoder = x.cuda(), encoder.cuda()
     params = {name: value.cuda() for name, value in params.items()}
-    penalty = GradientInvariance(estimator)(encoder, views, x, params, generator=torch.Generator("cuda").manual_seed(0))
+    penalty = GradientInvariance(estimator)(
+        encoder, views, x, params, generator=torch.Generator("cuda").manual_seed(0)
+    )
     assert penalty.device.type == "cuda"
     penalty.backward()
 

@@ -59,9 +59,25 @@ def test_tolerance_is_elementwise_atol_plus_rtol():
     g = torch.Generator().manual_seed(2)
     outputs = torch.stack([encoder(views.apply(x, views.sample(x, generator=g))) for _ in range(3)])
     worst = (outputs[1:] - outputs[0]).abs().max().item()
-    assert_invariant(encoder, views, x, atol=worst * 1.001, rtol=0, num_views=3, generator=torch.Generator().manual_seed(2))
+    assert_invariant(
+        encoder,
+        views,
+        x,
+        atol=worst * 1.001,
+        rtol=0,
+        num_views=3,
+        generator=torch.Generator().manual_seed(2),
+    )
     with pytest.raises(AssertionError):
-        assert_invariant(encoder, views, x, atol=worst * 0.999, rtol=0, num_views=3, generator=torch.Generator().manual_seed(2))
+        assert_invariant(
+            encoder,
+            views,
+            x,
+            atol=worst * 0.999,
+            rtol=0,
+            num_views=3,
+            generator=torch.Generator().manual_seed(2),
+        )
 
 
 def test_non_finite_outputs_fail():
@@ -80,9 +96,18 @@ def test_the_colour_recipe_leaves_standardised_luminance_unchanged():
 
     # Mid-range images: no channel clips at 0 or 1 under the colour jitter.
     x = 0.35 + 0.2 * torch.rand(8, 3, 8, 8, generator=torch.Generator().manual_seed(3))
-    assert_invariant(standardised_luminance, views, x, atol=1e-4, rtol=1e-3, generator=torch.Generator().manual_seed(4))
+    assert_invariant(
+        standardised_luminance,
+        views,
+        x,
+        atol=1e-4,
+        rtol=1e-3,
+        generator=torch.Generator().manual_seed(4),
+    )
     with pytest.raises(AssertionError, match="brightness="):
-        assert_invariant(mean_colour, views, x, atol=1e-4, rtol=1e-3, generator=torch.Generator().manual_seed(4))
+        assert_invariant(
+            mean_colour, views, x, atol=1e-4, rtol=1e-3, generator=torch.Generator().manual_seed(4)
+        )
 
 
 def test_spirograph_views_fail_a_colour_sensitive_encoder():
@@ -95,7 +120,9 @@ def test_spirograph_views_fail_a_colour_sensitive_encoder():
 def test_conditional_variance_matches_the_naive_float64_variance(batch, m):
     x = torch.rand(batch, 4, generator=torch.Generator().manual_seed(m), dtype=torch.float64)
     encoder = tiny_encoder(4, dim=3)
-    got = conditional_variance(encoder, RowOffset(), x, m, generator=torch.Generator().manual_seed(7))
+    got = conditional_variance(
+        encoder, RowOffset(), x, m, generator=torch.Generator().manual_seed(7)
+    )
     g = torch.Generator().manual_seed(7)
     with torch.no_grad():
         outputs = torch.stack([encoder(RowOffset()(x, generator=g)) for _ in range(m)])
@@ -109,21 +136,34 @@ def test_conditional_variance_keeps_small_variances_of_large_features():
     def shifted(v):
         return encoder(v) + 100.0  # E[h^2] - E[h]^2 in float32 would lose ~1e-3 to rounding
 
-    plain = conditional_variance(encoder, RowOffset(), x, 8, generator=torch.Generator().manual_seed(1))
-    offset = conditional_variance(shifted, RowOffset(), x, 8, generator=torch.Generator().manual_seed(1))
+    plain = conditional_variance(
+        encoder, RowOffset(), x, 8, generator=torch.Generator().manual_seed(1)
+    )
+    offset = conditional_variance(
+        shifted, RowOffset(), x, 8, generator=torch.Generator().manual_seed(1)
+    )
     assert plain.min() > 0
     torch.testing.assert_close(offset, plain, rtol=1e-2, atol=0)
 
 
 @given(batch=st.integers(1, 7), chunk=st.integers(1, 10))
 def test_conditional_variance_is_zero_for_an_invariant_encoder(batch, chunk):
-    x = torch.rand(batch, 2, 2, 2, generator=torch.Generator().manual_seed(batch), dtype=torch.float64) + 0.1
+    x = (
+        torch.rand(
+            batch, 2, 2, 2, generator=torch.Generator().manual_seed(batch), dtype=torch.float64
+        )
+        + 0.1
+    )
     variance = conditional_variance(scale_invariant, Brightness(), x, 5, chunk=chunk)
     assert variance.shape == (batch,) and (variance < 1e-25).all()
     assert (conditional_variance(mean_colour, Brightness(), x, 5, chunk=chunk) > 1e-6).all()
 
 
-@given(image_batches(batch=(1, 4), channels=(1, 3), size=(2, 9), dtypes=(torch.float32, torch.bfloat16)))
+@given(
+    image_batches(
+        batch=(1, 4), channels=(1, 3), size=(2, 9), dtypes=(torch.float32, torch.bfloat16)
+    )
+)
 def test_image_batches_follow_their_arguments(x):
     assert x.ndim == 4 and 1 <= x.shape[0] <= 4 and 1 <= x.shape[1] <= 3
     assert 2 <= x.shape[2] <= 9 and 2 <= x.shape[3] <= 9
@@ -131,9 +171,16 @@ def test_image_batches_follow_their_arguments(x):
     assert (x >= 0).all() and (x <= 1).all()
 
 
-@given(spectrogram_batches(batch=2, channels=1, freq=(4, 6), frames=5), waveform_batches(channels=2, samples=(8, 16)))
+@given(
+    spectrogram_batches(batch=2, channels=1, freq=(4, 6), frames=5),
+    waveform_batches(channels=2, samples=(8, 16)),
+)
 def test_audio_batches_follow_their_arguments(spectrogram, waveform):
-    assert spectrogram.shape[:2] == (2, 1) and 4 <= spectrogram.shape[2] <= 6 and spectrogram.shape[3] == 5
+    assert (
+        spectrogram.shape[:2] == (2, 1)
+        and 4 <= spectrogram.shape[2] <= 6
+        and spectrogram.shape[3] == 5
+    )
     assert waveform.ndim == 3 and waveform.shape[1] == 2 and 8 <= waveform.shape[2] <= 16
     assert waveform.abs().max() <= 1 and torch.isfinite(spectrogram).all()
 
