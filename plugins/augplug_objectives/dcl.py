@@ -35,7 +35,9 @@ from augplug_objectives.infonce import (
 __all__ = ["DCL", "DCLW", "dcl"]
 
 
-def _pair_weights(pair_cos: torch.Tensor, every_pair_cos: torch.Tensor, sigma: float) -> torch.Tensor:
+def _pair_weights(
+    pair_cos: torch.Tensor, every_pair_cos: torch.Tensor, sigma: float
+) -> torch.Tensor:
     """DCLW's ``2 - exp(cos / sigma) / mean_pairs exp(cos / sigma)`` for (B, V, V) pair cosines.
 
     ``every_pair_cos`` holds the pairs the mean runs over (the whole, gathered batch); the
@@ -47,7 +49,9 @@ def _pair_weights(pair_cos: torch.Tensor, every_pair_cos: torch.Tensor, sigma: f
     scaled = every_pair_cos / sigma
     pairs = every_pair_cos.shape[0] * views * (views - 1)
     log_mean = torch.logsumexp(scaled.masked_fill(~off_diagonal, float("-inf")).flatten(), 0)
-    log_mean = log_mean - torch.log(torch.tensor(float(pairs), dtype=scaled.dtype, device=scaled.device))
+    log_mean = log_mean - torch.log(
+        torch.tensor(float(pairs), dtype=scaled.dtype, device=scaled.device)
+    )
     return (2.0 - torch.exp(pair_cos / sigma - log_mean)) * off_diagonal
 
 
@@ -70,7 +74,9 @@ def dcl(
     check_bool(gather_distributed, "gather_distributed")
     check_bool(local_anchors, "local_anchors")
     if local_anchors and not gather_distributed:
-        raise ValueError("local_anchors: only meaningful with gather_distributed=True, got gather_distributed=False")
+        raise ValueError(
+            "local_anchors: only meaningful with gather_distributed=True, got gather_distributed=False"
+        )
     views = _check_views(z1, z2)
     num_views, dim = views.shape[1], views.shape[2]
     dtype = accumulation_dtype(views.dtype)
@@ -89,7 +95,9 @@ def dcl(
         else:
             anchors = keys
     if sum(sizes) < 2:
-        raise ValueError(f"z1: expected at least 2 samples in the (global) batch for negatives, got {sum(sizes)}")
+        raise ValueError(
+            f"z1: expected at least 2 samples in the (global) batch for negatives, got {sum(sizes)}"
+        )
 
     lse = similarity_logsumexp(
         anchors.reshape(-1, dim),
@@ -160,7 +168,9 @@ class DCL(Objective):
         self.gather_distributed = check_bool(gather_distributed, "gather_distributed")
         self.local_anchors = check_bool(local_anchors, "local_anchors")
         if local_anchors and not gather_distributed:
-            raise ValueError("local_anchors: only meaningful with gather_distributed=True, got gather_distributed=False")
+            raise ValueError(
+                "local_anchors: only meaningful with gather_distributed=True, got gather_distributed=False"
+            )
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor | None = None) -> torch.Tensor:
         return dcl(

@@ -10,7 +10,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import augplug
 
 
-def decoupled_reference(views: torch.Tensor, temperature: float, sigma: float | None = None) -> torch.Tensor:
+def decoupled_reference(
+    views: torch.Tensor, temperature: float, sigma: float | None = None
+) -> torch.Tensor:
     """Eq. 6 written with the full (BV, BV) matrix and masks, float64.
 
     Negatives of an anchor: every embedding of another sample. Positives: the other views of
@@ -49,7 +51,9 @@ shapes = st.tuples(st.integers(2, 7), st.integers(2, 4), st.integers(1, 9))
        sigma=st.sampled_from([None, 0.5, 0.1, 2.0]))  # fmt: skip
 def test_loss_and_gradient_match_float64_reference(shape, seed, temperature, tile, sigma):
     views = _views(seed, *shape)
-    loss, grad = _loss_and_grad(lambda v: dcl(v, temperature=temperature, sigma=sigma, tile_size=tile), views)
+    loss, grad = _loss_and_grad(
+        lambda v: dcl(v, temperature=temperature, sigma=sigma, tile_size=tile), views
+    )
     ref, ref_grad = _loss_and_grad(lambda v: decoupled_reference(v, temperature, sigma), views)
     torch.testing.assert_close(loss, ref, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-8, atol=1e-10)
@@ -71,18 +75,26 @@ def test_invariant_to_sample_and_view_order_and_scale(shape, seed, data):
     for sigma in (None, 0.5):
         loss = dcl(views, sigma=sigma, tile_size=3)
         for other in (views[samples], views[:, order], views * scale):
-            torch.testing.assert_close(dcl(other, sigma=sigma, tile_size=3), loss, rtol=1e-10, atol=1e-10)
+            torch.testing.assert_close(
+                dcl(other, sigma=sigma, tile_size=3), loss, rtol=1e-10, atol=1e-10
+            )
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_inputs_accumulate_in_float32(dtype):
     views = _views(2, 16, 2, 32, dtype=dtype)
     for sigma in (None, 0.5):
-        loss, grad = _loss_and_grad(lambda v, s=sigma: dcl(v, temperature=0.05, sigma=s, tile_size=5), views)
+        loss, grad = _loss_and_grad(
+            lambda v, s=sigma: dcl(v, temperature=0.05, sigma=s, tile_size=5), views
+        )
         assert loss.dtype == torch.float32 and grad.dtype == dtype
-        ref, ref_grad = _loss_and_grad(lambda v, s=sigma: decoupled_reference(v, 0.05, s), views.double())
+        ref, ref_grad = _loss_and_grad(
+            lambda v, s=sigma: decoupled_reference(v, 0.05, s), views.double()
+        )
         torch.testing.assert_close(loss.double(), ref, rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(grad.double(), ref_grad, rtol=1e-2, atol=1e-2 * ref_grad.abs().max().item())
+        torch.testing.assert_close(
+            grad.double(), ref_grad, rtol=1e-2, atol=1e-2 * ref_grad.abs().max().item()
+        )
 
 
 class _LargestTensor(TorchDispatchMode):

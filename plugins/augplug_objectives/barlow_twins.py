@@ -1,0 +1,133 @@
+"""Barlow Twins (Zbontar et al. 2021, "Barlow Twins: Self-Supervised Learning via Redundancy Reduction").
+
+Each feature of both branches is standardised over the batch (batch-norm without affine
+parameters: mean 0, biased variance 1, eps 1e-5), the D x D cross-correlation of the two
+branches is ``C = z1_n^T z2_n / N``, and the loss (eq. 1) pulls its diagonal to 1 and its
+off-diagonal to 0::
+
+    loss = sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2
+
+Under ``torch.distributed`` the official code standardises with synchronised batch-norm
+(statistics over the global batch) and all-reduces C; so does this loss with
+``gather_distributed=True``: the per-feature sums, then the sums of squared deviations,
+then C are all-reduced (three D- or D x D-sized collectives, no N-sized gather), so every
+rank computes the loss of the whole batch, exactly, at any per-rank batch sizes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from augplug import distributed
+from augplug.checks import accumulation_dtype, check_bool, check_positive
+from augplug.components import Objective
+from augplug_objectives.infonce import _check_views
+
+__all__ = ["BarlowTwins", "barlow_twins"]
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; the backward sums the ranks' gradients (each rank computed the whole loss).
+
+    The same convention as :func:`augplug.distributed.all_gather_with_grad`: rank r's inputs
+    get world_size x the single-process gradient, and DDP's average divides it back out.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def _global_sum(x: torch.Tensor, gather: bool) -> torch.Tensor:
+    return _AllReduceSum.apply(x) if gather and distributed.is_distributed() else x
+
+
+def barlow_twins(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    *,
+    lambda_offdiagonal: float = 5.1e-3,
+    eps: float = 1e-5,
+    gather_distributed: bool = False,
+) -> torch.Tensor:
+    """Functional form of :class:`BarlowTwins` (same arguments)."""
+    views = _check_views(z1, z2)
+    dtype = accumulation_dtype(views.dtype)
+    pair = views.to(dtype).transpose(0, 1)  # (2, B, D): both branches standardised at once
+    if pair.shape[1] < 2 and not (gather_distributed and distributed.is_distributed()):
+        raise ValueError(
+            f"z1: expected at least 2 samples to standardise over, got shape {tuple(z1.shape)}"
+        )
+    rows = torch.tensor(float(pair.shape[1]), dtype=dtype, device=pair.device)
+    rows = _global_sum(rows, gather_distributed)
+    # Two passes (mean, then squared deviations), as batch-norm: no E[z^2] - E[z]^2 cancellation.
+    mean = _global_sum(pair.sum(1, keepdim=True), gather_distributed) / rows
+    centred = pair - mean
+    variance = _global_sum(centred.square().sum(1, keepdim=True), gather_distributed) / rows
+    standard = centred * torch.rsqrt(variance + eps)
+    correlation = _global_sum(standard[0].T @ standard[1], gather_distributed) / rows
+    diagonal = correlation.diagonal()
+    on = (1.0 - diagonal).square().sum()
+    off = correlation.square().sum() - diagonal.square().sum()
+    return on + lambda_offdiagonal * off
+
+
+class BarlowTwins(Objective):
+    """Barlow Twins' redundancy-reduction loss (Zbontar et al. 2021, eq. 1), DDP-exact.
+
+    ``forward(z1, z2)``: the two branches' projections, (B, D) each (the paper's projector
+    is 8192-wide). Returns a float32 scalar (float64 for float64 inputs); bf16/fp16 inputs
+    are standardised and correlated in float32. Symmetric in the branches (C becomes C^T).
+
+    Args:
+        lambda_offdiagonal: weight of the off-diagonal (redundancy) term; 5.1e-3, the
+            official code's value for the 8192-d projector (the paper rounds it to 5e-3).
+        eps: added to each feature's batch variance before the square root; 1e-5 (the
+            official code's ``BatchNorm1d``).
+        gather_distributed: under ``torch.distributed``, standardise with the global
+            batch's statistics and all-reduce C (the official synchronised batch-norm and
+            ``all_reduce(c)``); every rank gets the whole batch's loss, and DDP's gradient
+            average gives the single-process gradient. A no-op on one process.
+
+    Examples:
+        >>> loss_fn = BarlowTwins()
+        >>> loss_fn(torch.randn(32, 64), torch.randn(32, 64)).shape
+        torch.Size([])
+    """
+
+    #: L(z1, z2) == L(z2, z1): a recipe Pipeline need not also evaluate the swapped pair.
+    swap_invariant = True
+
+    def __init__(
+        self,
+        lambda_offdiagonal: float = 5.1e-3,
+        eps: float = 1e-5,
+        gather_distributed: bool = False,
+    ):
+        super().__init__()
+        self.lambda_offdiagonal = check_positive(
+            lambda_offdiagonal, "lambda_offdiagonal", allow_zero=True
+        )
+        self.eps = check_positive(eps, "eps")
+        self.gather_distributed = check_bool(gather_distributed, "gather_distributed")
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return barlow_twins(
+            z1,
+            z2,
+            lambda_offdiagonal=self.lambda_offdiagonal,
+            eps=self.eps,
+            gather_distributed=self.gather_distributed,
+        )
+
+    def extra_repr(self) -> str:
+        return f"lambda_offdiagonal={self.lambda_offdiagonal}, eps={self.eps}, gather_distributed={self.gather_distributed}"
