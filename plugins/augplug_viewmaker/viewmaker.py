@@ -2,13 +2,15 @@
 
 A small style-transfer shaped image-to-image network maps ``x`` (plus injected uniform
 noise) to a perturbation ``delta`` with per-example mean ``|delta| == eps``; the view is
-``x + delta`` (clamped to [0, 1] for images). Trained adversarially: the encoder
-minimises the contrastive loss, the viewmaker maximises it.
+``x + delta`` (clamped to [0, 1] only with ``clamp=True``). Trained adversarially: the
+encoder minimises the contrastive loss, the viewmaker maximises it, either in one pass
+(gradient reversal: simultaneous gradient descent-ascent) or with the reference's
+alternating two-pass schedule (:func:`alternating_step`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -19,7 +21,7 @@ from augplug import rng
 from augplug.checks import check_batch, check_generator, check_positive
 from augplug.components import ParametricViewGenerator, Params
 
-__all__ = ["Viewmaker", "ViewmakerNetwork", "viewmaker_parameters"]
+__all__ = ["Viewmaker", "ViewmakerNetwork", "alternating_step", "viewmaker_parameters"]
 
 # The 9x9 convolutions reflect-pad by 4 pixels, which needs at least 5 pixels per side;
 # the two stride-2 levels then keep at least 2 pixels for the 3x3 reflect padding.
@@ -132,15 +134,21 @@ class Viewmaker(ParametricViewGenerator):
       parameters for C = 3).
     * ``eps=0.05`` - the budget, in the input's units (images in [0, 1]; the paper uses
       0.05-0.125 for spectrograms).
-    * ``clamp=True`` - clamp views to [0, 1] (images); use ``False`` for spectrograms.
+    * ``clamp=False`` - ``True`` clamps views to [0, 1]. The reference's ``Viewmaker``
+      class defaults to clamping, but its training systems pass ``clamp_views`` from a
+      config key that no shipped config sets (a falsy value), so the image views the
+      paper trained on were *not* clamped (then dataset-normalised); this default follows
+      what the reference ran. Spectrograms are never clamped.
     * ``gradient_reversal=True`` - the viewmaker's parameters receive the *negated*
       gradient of whatever loss is back-propagated through the views, so one
       ``loss.backward()`` trains the encoder to minimise and the viewmaker to maximise the
-      same loss. Gradients to ``x`` and to everything else are unchanged. ``False`` gives
-      plain gradients, for the reference's alternating two-pass schedule: an encoder
-      step on views made under ``torch.no_grad()``, then fresh views and a viewmaker
-      step on ``-loss`` with ``encoder.requires_grad_(False)`` (about twice the cost;
-      the one-pass reversal gives the viewmaker exactly that second pass's gradient).
+      same loss: simultaneous gradient descent-ascent, both players stepping from the
+      same point. Gradients to ``x`` and to everything else are unchanged. ``False``
+      gives plain gradients, for the reference's alternating schedule
+      (:func:`alternating_step`): an encoder step on views made without a viewmaker
+      graph, then fresh views and a viewmaker step on ``-loss`` against the *updated*
+      encoder (about twice the cost). The two give the viewmaker the same gradient only
+      before the encoder's step and with the same noise.
     * ``freeze_after=None`` - after this many :meth:`step` calls the viewmaker stops
       learning: its parameters get no gradient (and no graph is built for them).
 
@@ -159,7 +167,7 @@ class Viewmaker(ParametricViewGenerator):
         depth: int = 3,
         width: int = 32,
         eps: float = 0.05,
-        clamp: bool = True,
+        clamp: bool = False,
         gradient_reversal: bool = True,
         freeze_after: int | None = None,
     ):
@@ -317,3 +325,83 @@ def viewmaker_parameters(module: nn.Module) -> list[nn.Parameter]:
                     seen.add(id(p))
                     found.append(p)
     return found
+
+
+def alternating_step(
+    views: nn.Module,
+    x: torch.Tensor,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    encoder_optimizer: torch.optim.Optimizer,
+    viewmaker_optimizer: torch.optim.Optimizer,
+    *,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the reference's alternating schedule (Tamkin et al. 2021's training code).
+
+    1. Encoder step: two views drawn without a graph through the viewmaker, then
+       ``loss(v1, v2)`` minimised by ``encoder_optimizer``.
+    2. Viewmaker step: two *fresh* views, ``-loss(v1, v2)`` minimised by
+       ``viewmaker_optimizer`` against the encoder as updated by step 1; the parameters of
+       ``encoder_optimizer`` are excluded from this backward and keep their gradients of step 1.
+
+    Args:
+        views: the view generator holding the viewmaker(s), e.g. a :class:`Viewmaker` or a
+            composition; every viewmaker in it needs ``gradient_reversal=False``.
+        x: the batch.
+        loss: ``loss(v1, v2)``: the user's encoder, projector and objective on two views.
+        encoder_optimizer, viewmaker_optimizer: the two players' optimizers (the paper:
+            SGD lr 0.03 momentum 0.9 for the encoder, Adam lr 1e-3 for the viewmaker).
+        generator: the source of both passes' view noise.
+
+    Returns the detached ``(encoder_loss, viewmaker_loss)``; every viewmaker's ``step()``
+    is counted once. Costs two contrastive steps, against one for gradient reversal.
+
+    Examples:
+        >>> vm = Viewmaker(depth=1, width=4, gradient_reversal=False)
+        >>> encoder = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
+        >>> def loss(v1, v2):
+        ...     return (encoder(v1) - encoder(v2)).square().mean()
+        >>> enc_opt = torch.optim.SGD(encoder.parameters(), lr=0.03)
+        >>> vm_opt = torch.optim.Adam(vm.parameters(), lr=1e-3)
+        >>> encoder_loss, viewmaker_loss = alternating_step(vm, torch.rand(2, 3, 8, 8), loss, enc_opt, vm_opt)
+    """
+    if not isinstance(views, nn.Module):
+        raise TypeError(
+            f"views: expected an nn.Module holding a Viewmaker, got {type(views).__name__}"
+        )
+    makers = [m for m in views.modules() if isinstance(m, Viewmaker)]
+    if not makers:
+        raise ValueError(
+            f"views: expected a module holding a Viewmaker, got {type(views).__name__}"
+        )
+    if any(m.gradient_reversal for m in makers):
+        raise ValueError(
+            "views: the alternating schedule needs gradient_reversal=False on every viewmaker "
+            "(with reversal, one backward already trains both players)"
+        )
+    if not callable(loss):
+        raise TypeError(f"loss: expected a callable loss(v1, v2), got {type(loss).__name__}")
+    with torch.no_grad():
+        v1, v2 = views(x, generator=generator), views(x, generator=generator)
+    encoder_loss = loss(v1, v2)
+    encoder_optimizer.zero_grad(set_to_none=True)
+    encoder_loss.backward()
+    encoder_optimizer.step()
+
+    encoder_params = [p for group in encoder_optimizer.param_groups for p in group["params"]]
+    trainable = [p.requires_grad for p in encoder_params]
+    for p in encoder_params:
+        p.requires_grad_(False)
+    try:
+        viewmaker_optimizer.zero_grad(set_to_none=True)
+        v1, v2 = views(x, generator=generator), views(x, generator=generator)
+        viewmaker_loss = -loss(v1, v2)
+        if viewmaker_loss.requires_grad:  # frozen viewmakers build no graph
+            viewmaker_loss.backward()
+            viewmaker_optimizer.step()
+    finally:
+        for p, flag in zip(encoder_params, trainable):
+            p.requires_grad_(flag)
+    for maker in makers:
+        maker.step()
+    return encoder_loss.detach(), viewmaker_loss.detach()

@@ -106,7 +106,7 @@ def test_the_issue_recipe_simclr_then_viewmaker(standin_plugin, make_encoder):
     x = torch.rand(4, 3, 12, 12)
     params = combined.sample(x, generator=torch.Generator().manual_seed(3))
     view = combined.apply(x, params)
-    assert view.shape == (4, 3, 8, 8) and bool(((view >= 0) & (view <= 1)).all())
+    assert view.shape == (4, 3, 8, 8)  # unclamped by default, as the reference ran
     assert torch.equal(view, combined(x, generator=torch.Generator().manual_seed(3)))
     out = pipeline(x, make_encoder(), generator=torch.Generator().manual_seed(4))
     out.loss.backward()
