@@ -1,0 +1,1 @@
+"""augplug built-in plugin: any ``kornia.augmentation`` pipeline as a seeded, replayable view generator."""
