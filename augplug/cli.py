@@ -1,4 +1,4 @@
-"""The ``augplug`` command: ``plugins``, ``list``, ``describe``, ``demo``, ``views``."""
+"""The ``augplug`` command: ``plugins``, ``list``, ``describe``, ``check``, ``demo``, ``views``."""
 
 from __future__ import annotations
 
@@ -50,6 +50,60 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_rows(args: argparse.Namespace) -> tuple[list[tuple[str, str, str, list[str]]], bool]:
+    """One row per component of the named plugins: (plugin, kind, name, result lines)."""
+    from augplug.testing.contracts import check_component
+
+    infos = registry.plugins()
+    known = {info.name for info in infos}
+    unknown = [name for name in args.plugins if name not in known]
+    if unknown:
+        raise ValueError(f"plugins: no plugin named {unknown}; installed: {sorted(known)}")
+    rows, failed = [], False
+    for info in infos:
+        if args.plugins and info.name not in args.plugins:
+            continue
+        if info.status != "ok":
+            failed |= info.status == "failed"
+            rows.append((info.name, "-", "-", [f"{info.status.upper()}: {info.error}"]))
+            continue
+        for kind in registry.KINDS:
+            for name in sorted(info.components.get(kind, [])):
+                report = check_component(
+                    kind, name, max_examples=args.max_examples, raise_on_failure=False
+                )
+                passed = [r.contract for r in report.results if r.status == "pass"]
+                lines = [f"pass: {' '.join(passed)}"] if passed else []
+                lines += [
+                    f"{r.status.upper()} {r.contract}: {r.detail}"
+                    for r in report.results
+                    if r.status != "pass"
+                ]
+                failed |= not report.passed
+                rows.append((info.name, kind, name, lines))
+    return rows, failed
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    rows, failed = _check_rows(args)
+    header = ("plugin", "kind", "name")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    indent = " " * (sum(widths) + 6)
+    out = ["  ".join(c.ljust(w) for c, w in zip(header, widths)) + "  contracts"]
+    out.append("  ".join("-" * w for w in widths) + "  " + "-" * 9)
+    for *cells, lines in rows:
+        out.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + lines[0])
+        out.extend(indent + line for line in lines[1:])
+    bad = sum(any(line.startswith(("FAIL", "FAILED")) for line in r[3]) for r in rows)
+    skipped = sum(any(line.startswith("SKIP") for line in r[3]) for r in rows)
+    out.append(
+        f"\n{len(rows)} components: {len(rows) - bad} without a failure, {bad} failing, "
+        f"{skipped} with skips"
+    )
+    print("\n".join(out))
+    return 1 if failed else 0
+
+
 def _cmd_demo(args: argparse.Namespace, rest: list[str]) -> int:
     from augplug.demo import main as demo_main
 
@@ -75,6 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("kind", choices=registry.KINDS)
     p.add_argument("name")
     p.set_defaults(func=_cmd_describe)
+    p = sub.add_parser(
+        "check",
+        help="run the conformance contracts on the components of the named plugins (or all)",
+    )
+    p.add_argument("plugins", nargs="*", metavar="PLUGIN", help="names as `augplug plugins` lists")
+    p.add_argument(
+        "--max-examples", type=int, default=5, help="Hypothesis examples per contract (default 5)"
+    )
+    p.set_defaults(func=_cmd_check)
     # demo and views parse their own options (see `augplug demo --help`).
     sub.add_parser("demo", help="train small encoders with several view strategies and report", add_help=False)
     sub.add_parser("views", help="render a grid of views from any registered generator", add_help=False)
