@@ -2,7 +2,10 @@
 
 import augplug
 
-_HINT = "pip install 'augplug[demo]' (bundled digits and photos of scikit-learn / scikit-image)"
+_HINT = (
+    "install the demo extra: pip install '.[demo]' in an augplug checkout, or make install"
+    " (the bundled digits and photos of scikit-learn / scikit-image)"
+)
 
 
 @augplug.hookimpl
