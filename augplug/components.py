@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from augplug.checks import check_batch, check_tensor
+from augplug.checks import check_batch, check_bool, check_generator, check_int, check_tensor
 
 __all__ = [
     "ComposedViews",
@@ -187,10 +187,13 @@ class FeatureAugmenter(nn.Module):
     * ``k`` - ``None`` returns (B, D); an int returns k independent samples, (B, k, D).
 
     Stateful augmenters (support queues) keep their state in buffers, so
-    ``state_dict`` saves and restores it.
+    ``state_dict`` saves and restores it. Those with ``takes_enqueue = True`` also take
+    ``enqueue=`` (M, D): the rows to write to their queue after the lookup (``None``: z).
     """
 
     needs_partner: bool = False
+    #: ``forward`` also takes ``enqueue=``, the rows a queue stores after the lookup.
+    takes_enqueue: bool = False
 
     def forward(
         self,
@@ -208,9 +211,7 @@ class FeatureAugmenter(nn.Module):
 
     @staticmethod
     def check_samples(k: int | None) -> int | None:
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise ValueError(f"k: expected None or an int >= 1, got {k!r}")
-        return k
+        return None if k is None else check_int(k, "k", minimum=1)
 
 
 class Objective(nn.Module):
@@ -277,6 +278,13 @@ class MultiTaskDataset(torch.utils.data.Dataset):
 
     def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None):
         """Yield ``(inputs, targets)`` batches; the last one may be smaller."""
+        # Checked here, not at the first next(): a generator body runs only when iterated.
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        check_bool(shuffle, "shuffle")
+        check_generator(generator, torch.device("cpu"))
+        return self._batches(batch_size, shuffle, generator)
+
+    def _batches(self, batch_size: int, shuffle: bool, generator: torch.Generator | None):
         n = len(self)
         if shuffle:
             order = torch.randperm(n, generator=generator).to(self.inputs.device)

@@ -19,21 +19,39 @@ __all__ = ["NearestNeighbour", "NeighbourMean"]
 
 
 class _QueueAugmenter(FeatureAugmenter):
-    """Looks the batch up in a :class:`SupportQueue`, then (training only) enqueues it."""
+    """Looks the batch up in a :class:`SupportQueue`, then (training only) enqueues rows.
+
+    ``forward(z, *, partner=None, k=None, generator=None, enqueue=None)``: ``enqueue`` is
+    what gets written to the queue after the lookup, (M, dim) rows on the queue's device;
+    ``None`` writes ``z`` itself. NNCLR, for one, fills its queue from one view's
+    projections only (B rows per step) while it looks up both views. Every argument is
+    checked before the queue changes; a query row that is not finite comes back as NaN
+    (never a stored neighbour), and the queue never stores a non-finite row (see
+    :class:`augplug.queue.SupportQueue`).
+    """
+
+    #: ``forward`` takes ``enqueue=``, the rows to write after the lookup.
+    takes_enqueue = True
 
     def __init__(self, size: int, dim: int):
         super().__init__()
         self.queue = SupportQueue(size, dim)
 
-    def forward(self, z, *, partner=None, k=None, generator=None):
+    def forward(self, z, *, partner=None, k=None, generator=None, enqueue=None):
         self.queue.check_query(z)
+        if enqueue is not None:
+            self.queue.check_query(enqueue, "enqueue")
         self.check_samples(k)
         check_generator(generator, z.device)
         query = self.queue.normalise(z.detach())
         with torch.no_grad():
-            out = self.augment(query, 1 if k is None else k).to(z.dtype)
+            out = self.augment(query, 1 if k is None else k)
+            # A NaN/inf query scores NaN against every row and topk would still hand back
+            # stored rows: mark those samples' results as NaN instead of a silent answer.
+            finite = torch.isfinite(query).all(dim=-1)[:, None, None]
+            out = torch.where(finite, out, torch.nan).to(z.dtype)
         if self.training:
-            self.queue.enqueue(z.detach())
+            self.queue.enqueue((z if enqueue is None else enqueue).detach())
         return out.squeeze(1) if k is None else out
 
     def augment(self, query: torch.Tensor, samples: int) -> torch.Tensor:

@@ -153,6 +153,19 @@ def test_multitask_dataset_validates_and_batches():
         augplug.MultiTaskDataset(inputs, {"a": torch.arange(4), "b": targets["b"]}, tasks)
     with pytest.raises(ValueError, match="one entry per task"):
         augplug.MultiTaskDataset(inputs, {"a": targets["a"]}, tasks)
+    # Checked at the call, not at the first next(): batches(0) used to raise range()'s
+    # error and batches(-1) to yield nothing.
+    with pytest.raises(ValueError, match=r"^batch_size: expected an integer >= 1, got 0 \(int\)$"):
+        data.batches(0)
+    with pytest.raises(ValueError, match=r"^batch_size: expected an integer >= 1, got -1 \(int\)$"):
+        data.batches(-1)
+    with pytest.raises(TypeError, match=r"^batch_size: expected an integer >= 1, got 2.0 \(float\)$"):
+        data.batches(2.0)
+    with pytest.raises(TypeError, match=r"^shuffle: expected True or False, got 'yes' \(str\)$"):
+        data.batches(2, shuffle="yes")
+    with pytest.raises(TypeError, match=r"^generator: expected a torch.Generator or None"):
+        data.batches(2, shuffle=True, generator=0)
+    assert [len(x) for x, _ in data.batches(2)] == [2, 2, 1]
 
 
 @pytest.mark.parametrize(("a", "b"), [(0.5, 0.5), (2.0, 2.0), (1.6, 4.0)])

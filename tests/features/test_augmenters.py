@@ -68,7 +68,7 @@ def test_bad_input_is_a_clear_error(name):
         aug(torch.randn(2, 3, 4), partner=torch.randn(2, 4))
     with pytest.raises(TypeError, match="z: expected dtype"):
         aug(torch.ones(2, 4, dtype=torch.long), partner=torch.randn(2, 4))
-    with pytest.raises(ValueError, match="k: expected None or an int >= 1"):
+    with pytest.raises(ValueError, match=r"k: expected an integer >= 1, got 0 \(int\)"):
         aug(torch.randn(2, 4), partner=torch.randn(2, 4), k=0)
     with pytest.raises(ValueError, match="z: expected finite values"):
         aug(torch.tensor([[0.0, math.nan, 1.0, 2.0]]), partner=torch.randn(1, 4))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import copy
 import io
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import augplug
+import augplug.checks
 import augplug.queue
 from augplug.queue import SupportQueue
 
@@ -51,6 +53,107 @@ def test_fifo_order_matches_a_python_queue(size, batches, seed):
         assert int(queue.count) == len(reference)
         torch.testing.assert_close(ordered_rows(queue).double(), torch.stack(list(reference)))
     assert int(queue.pointer) == sum(batches) % size
+
+
+@given(
+    size=st.integers(1, 7),
+    batches=st.lists(
+        st.lists(st.sampled_from(["ok", "ok", "nan", "inf", "huge"]), min_size=1, max_size=16),
+        min_size=1,
+        max_size=8,
+    ),
+    seed=st.integers(0, 2**16),
+)
+def test_non_finite_rows_are_never_stored_and_are_counted(size, batches, seed):
+    """Against a Python deque that skips the non-finite rows (validation off, as by default)."""
+    gen = torch.Generator().manual_seed(seed)
+    queue = SupportQueue(size, 3)
+    reference: collections.deque[torch.Tensor] = collections.deque(maxlen=size)
+    dropped = 0
+    with augplug.checks.validation(False):
+        for kinds in batches:
+            z = torch.randn(len(kinds), 3, generator=gen)
+            for i, kind in enumerate(kinds):
+                if kind == "nan":
+                    z[i, i % 3] = float("nan")
+                elif kind == "inf":
+                    z[i, 0] = float("-inf")
+                elif kind == "huge":
+                    z[i] *= 1e37  # finite, and its norm overflows float32: still stored
+            queue.enqueue(z)
+            for row, kind in zip(z, kinds):
+                if kind in ("nan", "inf"):
+                    dropped += 1
+                else:
+                    reference.append(unit64(row))
+            assert int(queue.count) == len(reference) and int(queue.dropped) == dropped
+            assert torch.isfinite(queue.features).all()
+            if reference:
+                torch.testing.assert_close(
+                    ordered_rows(queue).double(), torch.stack(list(reference))
+                )
+    finite_rows = sum(kind not in ("nan", "inf") for kinds in batches for kind in kinds)
+    assert int(queue.pointer) == finite_rows % size
+
+
+@pytest.mark.parametrize("name", ["nearest_neighbour", "neighbour_mean"])
+def test_a_non_finite_batch_does_not_poison_later_lookups(name):
+    aug = augplug.create("features", name, dim=4, size=8)
+    gen = torch.Generator().manual_seed(0)
+    aug(torch.randn(6, 4, generator=gen))
+    bad = torch.randn(3, 4, generator=gen)
+    bad[1, 2] = float("nan")
+    with augplug.checks.validation(False):
+        out = aug(bad)
+    # That batch's own lookup: NaN for the bad sample only.
+    assert torch.isnan(out[1]).all() and torch.isfinite(out[[0, 2]]).all()
+    assert int(aug.queue.dropped) == 1 and int(aug.queue.count) == 8
+    for _ in range(5):  # every later clean lookup is finite
+        assert torch.isfinite(aug(torch.randn(4, 4, generator=gen), k=3)).all()
+
+
+@pytest.mark.parametrize("name", ["nearest_neighbour", "neighbour_mean"])
+def test_enqueue_argument_writes_those_rows_after_the_lookup(name):
+    aug = augplug.create("features", name, dim=4, size=8)
+    z, other = torch.randn(3, 4), torch.randn(2, 4)
+    aug(torch.randn(5, 4))
+    before = ordered_rows(aug.queue).clone()
+    twin = copy.deepcopy(aug).eval()
+    looked_up = aug(z, enqueue=other)
+    torch.testing.assert_close(twin(z), looked_up)  # the lookup saw neither z nor `other`
+    torch.testing.assert_close(
+        ordered_rows(aug.queue).double(), torch.cat([before.double(), unit64(other)])[-7:]
+    )
+    with pytest.raises(ValueError, match=r"enqueue: expected shape \(\*, 4\)"):
+        aug(z, enqueue=torch.randn(2, 5))
+
+
+def test_queue_size_beyond_memory_is_a_clear_error():
+    with pytest.raises(
+        ValueError, match=r"^size: expected a queue that fits in memory, got size=10+ x dim=128"
+    ):
+        SupportQueue(10**15, 128)
+    with pytest.raises(TypeError, match=r"^size: expected an integer >= 1, got 8.0 \(float\)"):
+        SupportQueue(8.0, 4)
+    with pytest.raises(ValueError, match=r"^dim: expected an integer >= 1, got 0"):
+        augplug.create("features", "nearest_neighbour", dim=0)
+
+
+def test_checkpoints_without_the_dropped_counter_still_load():
+    queue = SupportQueue(4, 2)
+    queue.enqueue(torch.randn(3, 2))
+    old = {k: v for k, v in queue.state_dict().items() if k != "dropped"}
+    resumed = SupportQueue(4, 2)
+    resumed.load_state_dict(old)
+    assert torch.equal(resumed.features, queue.features) and int(resumed.dropped) == 0
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1.0, 1e20, 1e30])
+def test_rows_are_normalised_at_any_float32_magnitude(scale):
+    queue = SupportQueue(4, 3)
+    z = torch.tensor([[1.0, 2.0, 2.0]])
+    queue.enqueue(z * scale)
+    torch.testing.assert_close(queue.features[0], torch.tensor([1.0, 2.0, 2.0]) / 3)
 
 
 @given(
