@@ -9,10 +9,10 @@ symmetrises them by swapping the branches and averaging the two directions.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from augplug.checks import check_batch, check_same_batch, check_same_device
 from augplug.components import Objective
+from augplug.ops import l2_normalize
 
 __all__ = ["BYOLLoss", "SimSiamLoss", "cosine_to_target"]
 
@@ -20,7 +20,9 @@ __all__ = ["BYOLLoss", "SimSiamLoss", "cosine_to_target"]
 def cosine_to_target(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """Per-sample cosine similarity of ``z1`` (B, D) to the detached ``z2`` (B, D), in float32.
 
-    Float64 inputs stay float64; bf16/fp16 are normalised and reduced in float32.
+    Float64 inputs stay float64; bf16/fp16 are normalised and reduced in float32. The
+    cosine does not depend on the rows' scale, and neither does the result: rows of any
+    finite magnitude (1e-30 or 1e30 in float32) are normalised exactly.
     """
     check_batch(z1, "z1", ndim=2, layout="(B, D), the online prediction")
     check_batch(z2, "z2", ndim=2, layout="(B, D), the target")
@@ -29,8 +31,8 @@ def cosine_to_target(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     if z1.shape[1] != z2.shape[1]:
         raise ValueError(f"z2: expected {z1.shape[1]} features (as z1), got shape {tuple(z2.shape)}")
     dtype = torch.float64 if torch.float64 in (z1.dtype, z2.dtype) else torch.float32
-    online = F.normalize(z1.to(dtype), dim=-1)
-    target = F.normalize(z2.detach().to(dtype), dim=-1)
+    online = l2_normalize(z1.to(dtype))
+    target = l2_normalize(z2.detach().to(dtype))
     return (online * target).sum(-1)
 
 

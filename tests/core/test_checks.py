@@ -175,3 +175,37 @@ def test_accumulation_dtype_and_widen(dtype, wide):
     assert checks.widen(t).dtype == wide
     if dtype == wide:
         assert checks.widen(t) is t  # no copy when nothing widens
+
+
+# --- augplug.ops.l2_normalize: the overflow-free normalisation the objectives and queue use.
+
+
+@given(
+    exponent=st.integers(-37, 37),
+    rows=st.integers(1, 5),
+    dim=st.integers(1, 8),
+    seed=st.integers(0, 2**16),
+)
+def test_l2_normalize_is_exact_at_any_float32_magnitude(exponent, rows, dim, seed):
+    from augplug.ops import l2_normalize
+
+    x64 = torch.randn(rows, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    x = (x64 * 10.0**exponent).float()
+    reference = x.double() / torch.linalg.vector_norm(x.double(), dim=-1, keepdim=True)
+    torch.testing.assert_close(l2_normalize(x).double(), reference, rtol=1e-6, atol=1e-6)
+
+
+def test_l2_normalize_zero_rows_subnormals_and_gradient():
+    from augplug.ops import l2_normalize
+
+    assert torch.equal(l2_normalize(torch.zeros(2, 3)), torch.zeros(2, 3))
+    tiny = torch.tensor([[3e-44, 4e-44]])  # float32 subnormals
+    torch.testing.assert_close(l2_normalize(tiny), torch.tensor([[0.6, 0.8]]), rtol=0.05, atol=0.0)
+    x = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(l2_normalize, (x,))
+    (grad,) = torch.autograd.grad((l2_normalize(x) * torch.arange(5.0)).sum(), x)
+    y = x.detach().clone().requires_grad_(True)
+    (reference,) = torch.autograd.grad(
+        (y / y.norm(dim=-1, keepdim=True) * torch.arange(5.0)).sum(), y
+    )
+    torch.testing.assert_close(grad, reference)

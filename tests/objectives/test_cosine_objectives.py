@@ -43,7 +43,9 @@ def test_invariant_to_permuting_the_batch(name, batch, seed, data):
     z1, z2 = _pair(seed, batch, 5)
     order = torch.tensor(data.draw(st.permutations(range(batch))))
     loss_fn = LOSSES[name][0]()
-    torch.testing.assert_close(loss_fn(z1[order], z2[order]), loss_fn(z1, z2), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        loss_fn(z1[order], z2[order]), loss_fn(z1, z2), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_bounds_at_aligned_and_opposite_targets():
@@ -84,3 +86,21 @@ def test_registered_and_inputs_checked(name):
         loss_fn(z[None], z)
     with pytest.raises(TypeError, match="z2: expected a torch.Tensor"):
         loss_fn(z, None)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [(torch.float32, s) for s in (1e-30, 1e-15, 1.0, 1e15, 1e30)]
+    + [(torch.bfloat16, s) for s in (1e-30, 1e30)]
+    + [(torch.float16, s) for s in (1e-3, 1e3)],
+)
+def test_loss_is_scale_invariant_at_extreme_magnitudes(name, dtype, scale):
+    """The cosine ignores the rows' scale; F.normalize overflowed at 1e30 (float32)."""
+    cls, from_cosine = LOSSES[name]
+    z1, z2 = (z.detach() * scale for z in _pair(3, 6, 5))
+    z1, z2 = z1.to(dtype), z2.to(dtype)
+    loss = cls()(z1, z2)
+    reference = from_cosine(negative_cosine_reference(z1.double() / scale, z2.double() / scale))
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-3
+    torch.testing.assert_close(loss.double(), reference, rtol=tolerance, atol=tolerance)

@@ -223,3 +223,28 @@ def test_gathering_is_a_no_op_on_one_process(local_anchors):
     torch.testing.assert_close(
         gathered(views), nt_xent_reference(views, 0.1), rtol=1e-10, atol=1e-10
     )
+
+
+# Scales each dtype represents (with room for randn's tails): the loss depends on the
+# embeddings' directions only, so at every one of them it must match the float64 reference
+# on the same (rounded) inputs. F.normalize overflowed above ~1e19 in float32 and left rows
+# below 1e-12 unnormalised.
+SCALES = {
+    torch.float32: [1e-30, 1e-15, 1.0, 1e15, 1e30],
+    torch.bfloat16: [1e-30, 1.0, 1e30],
+    torch.float16: [1e-3, 1.0, 1e3],
+}
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale"), [(d, s) for d, scales in SCALES.items() for s in scales]
+)
+def test_loss_is_scale_invariant_at_extreme_magnitudes(dtype, scale):
+    views = (_views(7, 5, 3, 6) * scale).to(dtype)
+    loss = info_nce(views, temperature=0.2, tile_size=4)
+    reference = nt_xent_reference(views.double() / scale, 0.2)  # the same rounded inputs
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-3
+    torch.testing.assert_close(loss.double(), reference, rtol=tolerance, atol=tolerance)
+    if dtype == torch.float32:
+        (grad,) = torch.autograd.grad(info_nce(views.requires_grad_(True), temperature=0.2), views)
+        assert torch.isfinite(grad).all()
