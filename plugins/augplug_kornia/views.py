@@ -20,7 +20,7 @@ import difflib
 import functools
 import inspect
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -158,6 +158,21 @@ def _build(ops: object) -> list[nn.Module]:
     return built
 
 
+def _drawn_continuous(op: nn.Module) -> tuple[str, ...]:
+    """The op's :data:`CONTINUOUS_PARAMS` that it actually draws at random.
+
+    A range of one value (ColorJitter's default ``contrast=0``, RandomAffine's ``scale=None``)
+    is a constant that Kornia may skip altogether, so it is no parameter to differentiate.
+    Two draws for a small batch (in a forked RNG) tell them apart.
+    """
+    names = CONTINUOUS_PARAMS.get(type(op).__name__, ())
+    if not names:
+        return ()
+    with torch.random.fork_rng(devices=[]):
+        first, second = (op.forward_parameters((4, 3, 32, 32)) for _ in range(2))
+    return tuple(n for n in names if not torch.equal(first[n], second[n]))
+
+
 @contextlib.contextmanager
 def _seeded(device: torch.device, generator: torch.Generator | None) -> Iterator[None]:
     """Run Kornia's global-RNG draws from a seed taken from ``generator``, restoring the global RNG after."""
@@ -182,7 +197,8 @@ class KorniaViews(ParametricViewGenerator):
     The ops run in the order given, each with Kornia's own semantics and defaults (the adapter
     adds nothing to the pixels); see the module docstring for how randomness and parameters
     are handled. ``continuous_params`` are the ``"<index>.<name>"`` entries of ops listed in
-    :data:`CONTINUOUS_PARAMS`, the ones the invariance regulariser may differentiate.
+    :data:`CONTINUOUS_PARAMS` that the op draws at random (not a range of one value), the
+    ones the invariance regulariser may differentiate.
 
     Inputs: (B, C, H, W) float32 / float64 in [0, 1], bfloat16 / float16 (computed in float32,
     rounded once at the end) or uint8 (``x / 255``, float32 out).
@@ -203,14 +219,16 @@ class KorniaViews(ParametricViewGenerator):
     """
 
     input_layout = "(B, C, H, W)"
+    #: A small instance for the conformance kit (``augplug.testing``): ``ops`` has no default.
+    example_kwargs: ClassVar[dict[str, Any]] = {
+        "ops": [{"op": "RandomAffine", "degrees": 10}, {"op": "RandomErasing"}]
+    }
 
     def __init__(self, ops: object):
         super().__init__()
         self.ops = nn.ModuleList(_build(ops))
         self.continuous_params = tuple(
-            f"{i}.{name}"
-            for i, op in enumerate(self.ops)
-            for name in CONTINUOUS_PARAMS.get(type(op).__name__, ())
+            f"{i}.{name}" for i, op in enumerate(self.ops) for name in _drawn_continuous(op)
         )
         self._batch_wide: dict[int, frozenset[str]] = {}
 
@@ -292,5 +310,12 @@ class KorniaViews(ParametricViewGenerator):
             for key in self._batch_wide_keys(i, tuple(out.shape)) & op_params.keys():
                 op_params[key] = op_params[key][0]
             op_params[_INPUT_SHAPE] = torch.tensor(out.shape, dtype=torch.long)
-            out = op(out, params=op_params)
+            try:
+                out = op(out, params=op_params)
+            except (ValueError, TypeError, RuntimeError, AssertionError) as exc:
+                # Kornia's own checks do not say which argument or op; these do.
+                raise ValueError(
+                    f"x: ops[{i}] ({type(op).__name__}) refused a batch of shape {tuple(out.shape)} "
+                    f"and dtype {out.dtype}: {exc}"
+                ) from exc
         return out.to(out_dtype)

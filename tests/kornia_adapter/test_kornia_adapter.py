@@ -155,7 +155,12 @@ def test_kornia_is_imported_on_first_use_only():
 
 # One op per entry of CONTINUOUS_PARAMS, with p=1 so every sample carries a gradient.
 GRADIENT_OPS = {
-    "RandomAffine": {"degrees": 20, "translate": (0.1, 0.1), "scale": (0.8, 1.2), "shear": 10},
+    "RandomAffine": {
+        "degrees": 20,
+        "translate": (0.1, 0.1),
+        "scale": (0.8, 1.2),
+        "shear": (-10, 10, -10, 10),
+    },
     "RandomRotation": {"degrees": 20},
     "RandomShear": {"shear": (-10, 10, -10, 10)},
     "RandomTranslate": {"translate_x": (-0.2, 0.2), "translate_y": (-0.2, 0.2)},
@@ -218,3 +223,16 @@ def test_entries_left_out_fail_the_same_check(op, kwargs, name):
     analytic, numeric = directional_derivatives(op, kwargs, name)
     assert not torch.isclose(analytic, numeric, rtol=1e-4, atol=1e-6)
     assert name.split(".", 1)[1] not in CONTINUOUS_PARAMS.get(op, ())
+
+
+def test_passes_the_view_generator_contracts():
+    from augplug.testing.contracts import check_parametric_view_generator
+
+    check_parametric_view_generator(KorniaViews([*RECIPE[:2], {"op": "RandomErasing"}]))
+
+
+def test_a_range_of_one_value_is_no_continuous_param():
+    views = KorniaViews(
+        [{"op": "ColorJitter", "brightness": 0.2}, {"op": "RandomAffine", "degrees": 10}]
+    )
+    assert views.continuous_params == ("0.brightness_factor", "1.angle")
