@@ -245,6 +245,12 @@ class Registry:
             info.status, info.error = "failed", f"register failed: {type(exc).__name__}: {exc}"
             self._plugins[info.name] = info
             return
+        unknown = self._unknown_hooks(plugin)
+        if unknown:  # a misspelt hook would otherwise load as "ok" and register nothing
+            self.manager.unregister(name=info.name)
+            info.status, info.error = "failed", "; ".join(unknown)
+            self._plugins[info.name] = info
+            return
         try:
             for kind in KINDS:
                 caller = getattr(self.manager.hook, f"augplug_register_{kind}")
@@ -274,6 +280,29 @@ class Registry:
             if reason:
                 info.unavailable[f"{entry.kind}/{entry.name}"] = reason
         self._plugins[info.name] = info
+
+    def _unknown_hooks(self, plugin: object) -> list[str]:
+        """One message per hook ``plugin`` implements that no hookspec declares.
+
+        pluggy accepts an implementation of an undeclared hook at registration (the spec
+        could arrive later) and only :meth:`pluggy.PluginManager.check_pending` reports it;
+        every augplug hook is declared up front, so here an undeclared one is a typo.
+        """
+        try:
+            self.manager.check_pending()
+        except pluggy.PluginValidationError:
+            pass
+        else:
+            return []
+        known = [name for name in dir(hookspecs) if name.startswith(f"{hookspecs.PROJECT}_")]
+        messages = []
+        for caller in self.manager.get_hookcallers(plugin) or []:
+            if caller.has_spec():
+                continue
+            close = difflib.get_close_matches(caller.name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; known hooks: {', '.join(known)}"
+            messages.append(f"unknown hook {caller.name!r}{hint}")
+        return messages
 
     # ------------------------------------------------------------------ lookup
     def _entry(self, kind: str, name: str) -> _Entry:

@@ -247,3 +247,45 @@ def test_isolated_restores_the_previous_registry():
     with registry.isolated(autoload=False) as reg:
         assert registry.get_registry() is reg and augplug.available("views") == []
     assert registry.get_registry() is before
+
+
+def test_a_misspelt_hook_fails_the_plugin_and_registers_nothing(fresh_registry):
+    class Misspelt:
+        @augplug.hookimpl
+        def augplug_register_veiws(self, register):
+            register("never", lambda: None)
+
+        @augplug.hookimpl
+        def augplug_register_features(self, register):
+            register("also-never", lambda: None)
+
+    info = fresh_registry.register_plugin(Misspelt(), "misspelt")
+    assert info.status == "failed"
+    assert info.error == "unknown hook 'augplug_register_veiws' (did you mean 'augplug_register_views'?)"
+    assert info.components == {}
+    assert "also-never" not in augplug.available("features")
+    assert fresh_registry.manager.get_plugin("misspelt") is None
+
+    # The next plugin registers normally: the failed one left nothing pending.
+    class Good:
+        @augplug.hookimpl
+        def augplug_register_views(self, register):
+            register("fine", lambda: None)
+
+    assert fresh_registry.register_plugin(Good(), "good").status == "ok"
+    # `augplug plugins` shows it failed, with the hint.
+    from augplug.cli import _plugins_table
+
+    row = next(line for line in _plugins_table().splitlines() if line.startswith("misspelt"))
+    assert "failed" in row and "error: unknown hook 'augplug_register_veiws'" in row
+
+
+def test_an_unrelated_hook_name_lists_the_known_hooks(fresh_registry):
+    class Odd:
+        @augplug.hookimpl
+        def augplug_something_else(self, register):
+            pass
+
+    info = fresh_registry.register_plugin(Odd(), "odd")
+    assert info.status == "failed"
+    assert info.error.startswith("unknown hook 'augplug_something_else'")
