@@ -22,14 +22,23 @@ import torch
 
 import augplug
 from augplug.demo import report
+from augplug.demo.mechanism import destruction, overlay_coverage, overlay_share
 from augplug.demo.strategies import (
     DATASETS,
+    VIEWMAKER_SIZE,
     Strategy,
     default_strategies,
     missing_components,
     strategies,
 )
-from augplug.demo.training import DemoData, evaluate, load_data, train
+from augplug.demo.training import (
+    DemoData,
+    fit_probes,
+    initial_encoder,
+    load_data,
+    train,
+    views_of_test_set,
+)
 from augplug.pictures import save_view_grid
 
 __all__ = ["build_parser", "main"]
@@ -71,8 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="augplug-demo", help="output folder (default augplug-demo/)"
     )
     parser.add_argument(
-        "--study", choices=["feature-dropout-theory"], default=None,
-        help="run a study instead: the linear-model feature-dropout simulation (seconds on CPU)",
+        "--full", action="store_true",
+        help="the paper's viewmaker size (3 residual blocks, width 32) instead of the demo's "
+        "(1 block, width 8); ~7x slower per learned-view step on a CPU",
+    )  # fmt: skip
+    parser.add_argument(
+        "--study", choices=["feature-dropout-theory", "feature-augmentation"], default=None,
+        help="run a study instead: the linear-model feature-dropout sweep (about a minute on "
+        "CPU), or feature-augmentation placements x augmenters with BYOL and SimCLR (minutes)",
     )  # fmt: skip
     return parser
 
@@ -173,6 +188,10 @@ def main(argv: list[str]) -> int:
             from augplug.demo.theory import run_study
 
             return run_study(out, seed=args.seed)
+        if args.study == "feature-augmentation":
+            from augplug.demo.feature_study import run_study as run_feature_study
+
+            return run_feature_study(out, seed=args.seed, device=args.device)
         return _run_demo(parser, args, out)
 
 
@@ -191,9 +210,14 @@ def _run_demo(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Pa
     print(f"augplug demo: {spec.name}, {args.train_size} train / {args.test_size} test, "
           f"{args.steps} steps x {args.batch_size}, seed {args.seed}, {device}, {args.threads} threads", file=sys.stderr)  # fmt: skip
     data = load_data(spec, args.train_size, args.test_size, args.seed, device)
-    table = strategies(spec, data.channels, data.train_inputs.shape[-1])
+    table = strategies(spec, data.channels, data.train_inputs.shape[-1], full=args.full)
     selected = _select(parser, args, table)
     chance_scores, chance_cells = _chance(data)
+    # The mechanism's fixed yardsticks: the untrained encoder's clean-trained probes, and
+    # the overlay's opacity on the test images (photo data sets only).
+    reference = initial_encoder(data, args.seed, device)
+    reference_probes, reference_features = fit_probes(reference, data)
+    overlay = overlay_coverage(spec.name, "test", args.test_size, args.seed, device)
 
     runs: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
@@ -224,14 +248,33 @@ def _run_demo(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Pa
             runs[name] = entry
             print(f"{name:>22} skipped: {entry['reason']}", file=sys.stderr)
             continue
-        entry.update(status="ok", final_loss=run.final_loss, metrics=evaluate(run.encoder, data))
+        probes, test_features = fit_probes(run.encoder, data)
+        metrics = probes.evaluate(test_features, data.test_targets)
+        entry.update(status="ok", final_loss=run.final_loss, metrics=metrics)
         timings[name] = run.seconds
         if run.pipeline is not None:
+            views = views_of_test_set(run.pipeline, data, strategy.views_input, args.seed, device)
+            entry["label_destruction"] = {
+                "own encoder": destruction(
+                    probes, run.encoder, test_features, views, data.test_targets
+                ),
+                "untrained encoder": destruction(
+                    reference_probes, reference, reference_features, views, data.test_targets
+                ),
+            }
+            if overlay is not None:
+                generator = torch.Generator(device=device).manual_seed(args.seed + 2)
+                share = overlay_share(run.pipeline, data.test_inputs, overlay, generator)
+                if share is not None:
+                    entry["overlay"] = share
             grids[name] = f"views-{name}.png"
             _view_grid(out / grids[name], strategy, run, data, args.seed, device)
         runs[name] = entry
 
     config = {k: v for k, v in vars(args).items() if k not in ("out", "study")}
+    config["viewmaker_size"] = dict(
+        zip(("width", "depth"), VIEWMAKER_SIZE["paper" if args.full else "demo"])
+    )
     config["device"] = device.type
     config["strategies"] = selected
     results = {
@@ -247,9 +290,14 @@ def _run_demo(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Pa
         name: {t.name: report.score(t, run["metrics"][t.name]) for t in data.tasks}
         for name, run in runs.items() if run["status"] == "ok"
     }  # fmt: skip
-    report.bar_chart(out / "scores.png", data.tasks, scores, chance_scores)
+    report.bar_chart(
+        out / "scores.png",
+        _panels(data, runs, scores, chance_scores),
+        line_label="chance (scores); the overlay's share of the pixels (last panel)",
+    )
     results_table = report.table(data.tasks, runs, chance_cells)
-    print("\n" + results_table + "\n")
+    mechanism = report.mechanism_table(data.tasks, runs)
+    print("\n" + results_table + "\n\n" + mechanism + "\n")
     _write_markdown(
         out,
         args,
@@ -257,6 +305,7 @@ def _run_demo(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Pa
         data,
         runs,
         results_table,
+        mechanism,
         timings,
         grids,
         time.perf_counter() - started,
@@ -268,13 +317,38 @@ def _run_demo(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Pa
     return 0
 
 
+def _panels(data: DemoData, runs, scores, chance_scores) -> list[report.Panel]:
+    """Scores per task (chance dashed), label destruction per task, the overlay's share of |delta|."""
+    panels = []
+    for t in data.tasks:
+        metric = "accuracy" if t.kind == "classification" else "R^2"
+        panels.append(
+            report.Panel(
+                f"{t.name} ({metric})",
+                {n: s[t.name] for n, s in scores.items()},
+                chance_scores[t.name],
+            )
+        )
+    destroyed = {n: r["label_destruction"] for n, r in runs.items() if "label_destruction" in r}
+    for t in data.tasks:
+        drops = {n: d["own encoder"][t.name]["drop"] for n, d in destroyed.items()}
+        panels.append(report.Panel(f"{t.name}: drop on views", drops, None))
+    shares = {n: r["overlay"] for n, r in runs.items() if "overlay" in r}
+    if shares:
+        pixels = next(iter(shares.values()))["pixel_share"]
+        values = {n: s["delta_share"] for n, s in shares.items()}
+        panels.append(report.Panel("|delta| share on overlay", values, pixels))
+    return panels
+
+
 def _write_markdown(
-    out, args, data_name, data, runs, results_table, timings, grids, seconds
+    out, args, data_name, data, runs, results_table, mechanism, timings, grids, seconds
 ) -> None:
     lines = [
         "# augplug demo",
         "",
-        f"`augplug demo --data {data_name} --steps {args.steps} --seed {args.seed} --device {args.device}` "
+        f"`augplug demo --data {data_name} --steps {args.steps} --seed {args.seed} --device {args.device}"
+        f"{' --full' if args.full else ''}` "
         f"({args.train_size} train / {args.test_size} test, batch {args.batch_size}, {args.threads} threads); "
         f"{seconds:.0f} s in all.",
         "",
@@ -282,6 +356,18 @@ def _write_markdown(
         "Test-set linear probes on the frozen encoder's pooled features (accuracy, or MSE and R2).",
         "",
         results_table,
+        "",
+        "## The mechanism (Feature Dropout)",
+        "",
+        "Label destruction: a linear probe fitted on clean training features, evaluated on one "
+        "view of every test image (the strategy's own views) against the clean test images; "
+        "the drop in points of accuracy (R2 x 100 for regression), through the strategy's own "
+        "encoder and through the untrained encoder every strategy starts from. For learned "
+        "views, the share of the viewmaker's sum |delta| on the pasted overlay (weighted by its "
+        "opacity) beside the overlay's share of the pixels: the paper's mechanism needs the "
+        "first well above the second and a large drop on the overlay task.",
+        "",
+        mechanism,
         "",
         "## Strategies",
         "",
@@ -294,7 +380,11 @@ def _write_markdown(
         else:
             detail = f"{timings[name]:.1f} s training, final loss {run['final_loss']:.4f}"
         lines.append(f"- **{name}**: {run['description']} ({detail})")
-    lines += ["", "![per-task scores](scores.png)", ""]
+    lines += [
+        "",
+        "![per-task scores, label destruction and the overlay share](scores.png)",
+        "",
+    ]
     for name, grid in grids.items():
         lines += [f"### Views: {name}", "", f"![{name}]({grid})", ""]
     lines.append(

@@ -13,9 +13,12 @@ from torch import nn
 import augplug
 from augplug import rng
 from augplug.demo.strategies import DataSpec, Encoder, Strategy, projector
-from augplug.evaluate import encode, probe_tasks
+from augplug.evaluate import LinearProbes, encode
 
-__all__ = ["DemoData", "ProgressBar", "RunResult", "evaluate", "load_data", "load_split", "train"]
+__all__ = [
+    "DemoData", "ProgressBar", "RunResult", "evaluate", "fit_probes", "initial_encoder",
+    "load_data", "load_split", "train", "views_of_test_set",
+]  # fmt: skip
 
 #: Adam learning rate of the encoder and projector, and of the viewmaker's own parameter
 #: group (the viewmaker paper's Adam lr 1e-3).
@@ -105,6 +108,14 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+def initial_encoder(data: DemoData, seed: int, device: torch.device) -> nn.Module:
+    """The untrained encoder every strategy starts from (in eval mode)."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return Encoder(data.channels).to(device).eval()
+
+
 def _models(strategy: Strategy, data: DemoData, seed: int, device: torch.device):
     # Every strategy starts from the same encoder weights (same seed), so the rows differ
     # only by their views/objective; forking keeps the caller's global RNG untouched.
@@ -158,10 +169,28 @@ def train(
     )
 
 
+def fit_probes(encoder: nn.Module, data: DemoData) -> tuple[LinearProbes, torch.Tensor]:
+    """Linear probes fitted on the frozen encoder's clean training features, and its test features."""
+    probes = LinearProbes.fit(encode(encoder, data.train_inputs), data.train_targets, data.tasks)
+    return probes, encode(encoder, data.test_inputs)
+
+
 def evaluate(encoder: nn.Module, data: DemoData) -> dict[str, Any]:
     """Linear-probe metrics of the frozen encoder's features on every task."""
-    train_features = encode(encoder, data.train_inputs)
-    test_features = encode(encoder, data.test_inputs)
-    return probe_tasks(
-        train_features, data.train_targets, test_features, data.test_targets, data.tasks
+    probes, test_features = fit_probes(encoder, data)
+    return probes.evaluate(test_features, data.test_targets)
+
+
+@torch.no_grad()
+def views_of_test_set(
+    pipeline: augplug.Pipeline, data: DemoData, views_input: str, seed: int, device: torch.device
+) -> torch.Tensor:
+    """Branch 0's view of every test image, from a seeded generator (the pipeline's own views)."""
+    if views_input == "inputs":
+        source = data.test_inputs
+    else:
+        source = torch.stack([data.test_targets[t.name] for t in data.tasks], 1).float()
+    generator = torch.Generator(device=device).manual_seed(seed + 1)
+    return torch.cat(
+        [pipeline.make_views(chunk, generator=generator)[0][0] for chunk in source.split(512)]
     )
