@@ -12,8 +12,9 @@ import torch
 
 from augplug import rng
 from augplug.checks import (
+    check_bool,
+    check_float,
     check_generator,
-    check_in_range,
     check_positive,
     check_same_device,
     check_tensor,
@@ -52,9 +53,7 @@ class GaussianNoise(FeatureAugmenter):
     def __init__(self, std: float = 0.1, relative: bool = True):
         super().__init__()
         self.std = check_positive(std, "std", allow_zero=True)
-        if not isinstance(relative, bool):
-            raise TypeError(f"relative: expected True or False, got {relative!r}")
-        self.relative = relative
+        self.relative = check_bool(relative, "relative")
 
     def forward(self, z, *, partner=None, k=None, generator=None):
         z32, samples = _prepare(z, k, generator)
@@ -81,14 +80,9 @@ class DimensionMask(FeatureAugmenter):
 
     def __init__(self, ratio: float = 0.25, rescale: bool = False):
         super().__init__()
-        self.ratio = check_in_range(ratio, "ratio", 0.0, 1.0)
-        if self.ratio == 1.0:
-            raise ValueError(
-                "ratio: expected a number in [0, 1) (1 would drop every dimension), got 1.0"
-            )
-        if not isinstance(rescale, bool):
-            raise TypeError(f"rescale: expected True or False, got {rescale!r}")
-        self.rescale = rescale
+        # 1 is left out: it would drop every dimension.
+        self.ratio = check_float(ratio, "ratio", low=0.0, high=1.0, high_open=True)
+        self.rescale = check_bool(rescale, "rescale")
 
     def forward(self, z, *, partner=None, k=None, generator=None):
         z32, samples = _prepare(z, k, generator)
@@ -122,9 +116,7 @@ class FeatureMixup(FeatureAugmenter):
     def __init__(self, alpha: float = 1.0, fold: bool = True):
         super().__init__()
         self.alpha = check_positive(alpha, "alpha")
-        if not isinstance(fold, bool):
-            raise TypeError(f"fold: expected True or False, got {fold!r}")
-        self.fold = fold
+        self.fold = check_bool(fold, "fold")
 
     def forward(self, z, *, partner=None, k=None, generator=None):
         z32, samples = _prepare(z, k, generator)
@@ -155,9 +147,7 @@ class PositiveExtrapolation(FeatureAugmenter):
     def __init__(self, alpha: float = 2.0, per_dimension: bool = True):
         super().__init__()
         self.alpha = check_positive(alpha, "alpha")
-        if not isinstance(per_dimension, bool):
-            raise TypeError(f"per_dimension: expected True or False, got {per_dimension!r}")
-        self.per_dimension = per_dimension
+        self.per_dimension = check_bool(per_dimension, "per_dimension")
 
     def forward(self, z, *, partner=None, k=None, generator=None):
         z32, samples = _prepare(z, k, generator)

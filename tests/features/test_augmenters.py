@@ -102,6 +102,25 @@ def test_bad_hyper_parameters(name, kwargs, match):
         augplug.create("features", name, **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("noise", {"std": "0.1"}, r"^std: expected a number >= 0, got '0.1' \(str\)$"),
+        ("noise", {"relative": 1}, r"^relative: expected True or False, got 1 \(int\)$"),
+        ("mask", {"ratio": "0.5"}, r"^ratio: expected a number in \[0.0, 1.0\), got '0.5'"),
+        ("mask", {"rescale": "no"}, r"^rescale: expected True or False"),
+        ("mixup", {"alpha": None}, r"^alpha: expected a number > 0, got None \(NoneType\)$"),
+        ("mixup", {"fold": 0}, r"^fold: expected True or False"),
+        ("extrapolate", {"per_dimension": "yes"}, r"^per_dimension: expected True or False"),
+        ("nearest_neighbour", {"dim": 4, "size": "10"}, r"^size: expected an integer >= 1"),
+        ("neighbour_mean", {"dim": 4, "neighbours": 2.0}, r"^neighbours: expected an integer"),
+    ],
+)
+def test_wrongly_typed_hyper_parameters_name_the_argument(name, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        augplug.create("features", name, **kwargs)
+
+
 def identity_mixup(fold: bool, batch: int = 128, k: int = 8, seed: int = 0) -> torch.Tensor:
     """Mixup of the one-hot batch: row b of sample s is lam * e_b + (1 - lam) * e_partner."""
     aug = augplug.create("features", "mixup", alpha=1.0, fold=fold)
