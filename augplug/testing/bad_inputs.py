@@ -34,11 +34,7 @@ from typing import Any
 import torch
 
 from augplug.checks import validation
-from augplug.components import ParametricViewGenerator
-from augplug.testing.inputs import (
-    ComponentUnderTest,
-    objective_arguments,
-)
+from augplug.testing.inputs import ComponentUnderTest, is_parametric, objective_arguments
 
 __all__ = [
     "FAILURES",
@@ -373,10 +369,7 @@ def _view_cases(component: ComponentUnderTest, views: Any) -> list[Case]:
             Case(component, "generator: on another device", "error", ("generator",),
                  lambda m: m(x, generator=torch.Generator(device="cuda")))
         )  # fmt: skip
-    parametric = isinstance(views, ParametricViewGenerator) and getattr(
-        views, "is_parametric", True
-    )
-    if parametric:
+    if is_parametric(views):
         with torch.no_grad():
             has_params = len(views.sample(x)) > 0
         expect = "error" if has_params else "either"

@@ -52,13 +52,14 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from augplug.components import MultiTaskDataset, ParametricViewGenerator
+from augplug.components import MultiTaskDataset
 from augplug.testing import bad_inputs
 from augplug.testing.inputs import (
     ComponentUnderTest,
     InputSpec,
     NotTestable,
     build_component,
+    is_parametric,
     objective_arguments,
 )
 
@@ -408,9 +409,7 @@ def check_parametric_view_generator(
 ) -> ContractReport:
     """:func:`check_view_generator` plus ``replay`` and ``gradients`` (``sample``/``apply``)."""
     instance, cut = _subject(views, "views", name, None)
-    if not isinstance(instance, ParametricViewGenerator) or not getattr(
-        instance, "is_parametric", True
-    ):
+    if not is_parametric(instance):
         raise TypeError(
             f"views: expected a parametric view generator, got {type(instance).__name__}"
         )
@@ -744,9 +743,7 @@ def check_component(
         return report.raise_for_failures() if raise_on_failure else report
     options = {"max_examples": max_examples, "raise_on_failure": raise_on_failure, "name": name}
     if kind == "views":
-        parametric = isinstance(instance, ParametricViewGenerator) and getattr(
-            instance, "is_parametric", True
-        )
+        parametric = is_parametric(instance)
         check = check_parametric_view_generator if parametric else check_view_generator
         return check(cut, **options)
     if kind == "features":

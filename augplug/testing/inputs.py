@@ -44,6 +44,7 @@ __all__ = [
     "NotTestable",
     "build_component",
     "input_spec",
+    "is_parametric",
     "objective_arguments",
 ]
 
@@ -102,6 +103,11 @@ class InputSpec:
         if x.is_floating_point():
             x = x.to(dtype)
         return x.to(device)
+
+
+def is_parametric(views: Any) -> bool:
+    """Whether ``views`` has a working ``sample``/``apply`` (a composition: every stage)."""
+    return isinstance(views, ParametricViewGenerator) and getattr(views, "is_parametric", True)
 
 
 def _layout_kind(layout: str | None) -> str | None:
