@@ -197,8 +197,9 @@ def linear_regression_mse(train_features, train_targets, test_features, test_tar
 
 def train(args, device, penalty: bool):
     torch.manual_seed(args.seed)
-    data = augplug.create("dataset", "spirograph", split="train", size=args.train_size, seed=args.seed, device=device)
-    views = augplug.create("views", "spirograph")
+    data = augplug.create("dataset", "spirograph", split="train", size=args.train_size, seed=args.seed, device=device,
+                          normalisation=args.normalisation)
+    views = augplug.create("views", "spirograph", normalisation=args.normalisation)
     model = Model(args.width).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     regulariser = augplug.create("objective", "gradient_invariance", estimator=args.estimator, clamp=1000.0)
@@ -219,12 +220,15 @@ def train(args, device, penalty: bool):
 
 def reproduce(args) -> None:
     device = torch.device(args.device)
-    train_set = augplug.create("dataset", "spirograph", split="train", size=args.probe_size, seed=args.seed + 1, device=device)
-    test_set = augplug.create("dataset", "spirograph", split="test", size=args.test_size, seed=args.seed, device=device)
-    views = augplug.create("views", "spirograph")
+    train_set = augplug.create("dataset", "spirograph", split="train", size=args.probe_size, seed=args.seed + 1, device=device,
+                               normalisation=args.normalisation)
+    test_set = augplug.create("dataset", "spirograph", split="test", size=args.test_size, seed=args.seed, device=device,
+                              normalisation=args.normalisation)
+    views = augplug.create("views", "spirograph", normalisation=args.normalisation)
     train_targets, test_targets = stack_targets(train_set.targets), stack_targets(test_set.targets)
     print(f"device {device}; torch {torch.__version__}; {args.minutes} min per run; train {args.train_size}, "
-          f"probe fit {args.probe_size}, test {args.test_size}; estimator {args.estimator}; width {args.width}")
+          f"probe fit {args.probe_size}, test {args.test_size}; estimator {args.estimator}; width {args.width}; "
+          f"spirograph normalisation {args.normalisation}")
     print("| run | features | " + " | ".join(f"MSE {t}" for t in TARGETS) + " | mean |")
     print("|---" * (len(TARGETS) + 3) + "|")
     for label, penalty in (("no penalty", False), ("penalty", True)):
@@ -271,6 +275,8 @@ def main() -> None:
     rep.add_argument("--averages", type=int, nargs="+", default=[1, 5, 10, 30])
     rep.add_argument("--estimator", default="difference", choices=["paper", "difference"])
     rep.add_argument("--chunk", type=int, default=4096)
+    rep.add_argument("--normalisation", default="reference", choices=["reference", "global"],
+                     help="Spirograph rendering: the reference code's per-row max (default) or the paper text's image max")
     rep.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.threads is not None:
