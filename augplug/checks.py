@@ -310,19 +310,21 @@ def check_interval(
     low: float | None = None,
     high: float | None = None,
     allow_equal: bool = True,
+    finite: bool = True,
 ) -> tuple[float, float]:
     """Check a ``(first, second)`` pair of numbers inside ``[low, high]`` with ``first <= second``.
 
     Used for sampling ranges such as a crop's scale ``(0.08, 1.0)``. ``allow_equal=False``
-    also rejects an empty range ``first == second``.
+    also rejects an empty range ``first == second``; ``finite=False`` admits infinite ends
+    (an SNR of ``inf`` dB: no noise).
     """
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
         expected = "a pair (low, high)" + _bounds(low, high, False, False).replace(" in", " within")
         raise _fail(
             TypeError if not isinstance(value, Sequence) else ValueError, name, expected, value
         )
-    first = check_float(value[0], f"{name}[0]", low=low, high=high)
-    second = check_float(value[1], f"{name}[1]", low=low, high=high)
+    first = check_float(value[0], f"{name}[0]", low=low, high=high, finite=finite)
+    second = check_float(value[1], f"{name}[1]", low=low, high=high, finite=finite)
     if first > second or (not allow_equal and first == second):
         relation = "<=" if allow_equal else "<"
         raise _fail(ValueError, name, f"a pair (low, high) with low {relation} high", tuple(value))

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from augplug import rng
-from augplug.checks import check_batch, check_in_range
+from augplug.checks import check_batch
 
 WAVEFORM_LAYOUT = "(B, T) or (B, C, T)"
 SPECTROGRAM_LAYOUT = "(B, C, F, T)"
@@ -21,24 +21,6 @@ def check_waveform(x: object, name: str = "x") -> torch.Tensor:
 def check_spectrogram(x: object, name: str = "x") -> torch.Tensor:
     """A floating batch of spectrograms, (B, C, F, T) (channels, frequency bins, frames)."""
     return check_batch(x, name, ndim=4, layout=SPECTROGRAM_LAYOUT)
-
-
-def check_interval(value: object, name: str, low: float, high: float) -> tuple[float, float]:
-    """A ``(low, high)`` pair inside ``[low, high]`` with ``pair[0] <= pair[1]``."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
-        raise ValueError(f"{name}: expected a pair (low, high), got {value!r}")
-    first = check_in_range(value[0], f"{name}[0]", low, high)
-    second = check_in_range(value[1], f"{name}[1]", low, high)
-    if first > second:
-        raise ValueError(f"{name}: expected low <= high, got {tuple(value)!r}")
-    return first, second
-
-
-def check_count(value: object, name: str) -> int:
-    """A non-negative int (a number of masks)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name}: expected an int >= 0, got {value!r}")
-    return value
 
 
 def param(

@@ -27,6 +27,7 @@ import math
 
 import torch
 
+from augplug.checks import check_choice, check_device, check_int
 from augplug.components import MultiTaskDataset, Task
 
 __all__ = ["NOISE_PEAK", "NUM_SAMPLES", "SAMPLE_RATE", "AudioPatterns", "audio_patterns", "balanced_labels"]
@@ -109,15 +110,12 @@ def audio_patterns(
     generator, identical on every device; the noise samples are drawn on ``device`` with a
     generator seeded from ``seed``, so clips are reproducible per seed and device.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    check_choice(split, "split", ("train", "test"))
     if size is None:
         size = 3000 if split == "train" else 900
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size: expected an int >= 1 or None, got {size!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
-    device = torch.device(device)
+    size = check_int(size, "size", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    device = check_device(device)
 
     # Speakers are shared by both splits' generators, so "train" and "test" agree on who is who.
     speakers = torch.Generator().manual_seed(seed)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import torch
 import torchaudio
 
-from augplug.checks import check_generator, check_positive
+from augplug.checks import check_float, check_generator, check_int, check_positive
 from augplug.components import ParametricViewGenerator, Params
 from augplug_audio._common import WAVEFORM_LAYOUT, check_waveform
 
@@ -54,16 +54,15 @@ class LogMelSpectrogram(ParametricViewGenerator):
     ):
         super().__init__()
         for name, value in (("sample_rate", sample_rate), ("n_fft", n_fft), ("hop_length", hop_length), ("n_mels", n_mels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+            check_int(value, name, minimum=1)
         nyquist = sample_rate / 2
-        f_min = float(f_min)
-        f_max = nyquist if f_max is None else float(f_max)
+        f_min = check_float(f_min, "f_min", low=0.0)
+        f_max = nyquist if f_max is None else check_float(f_max, "f_max", low=0.0)
         if not 0.0 <= f_min < f_max <= nyquist:
             raise ValueError(f"f_min, f_max: expected 0 <= f_min < f_max <= {nyquist} (Nyquist), got {f_min}, {f_max}")
         if top_db is not None:
             check_positive(top_db, "top_db")
-        self.mean = float(mean)
+        self.mean = check_float(mean, "mean")
         self.std = check_positive(std, "std")
         self.sample_rate = sample_rate
         self.n_fft = n_fft

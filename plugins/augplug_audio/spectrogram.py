@@ -12,11 +12,10 @@ from collections.abc import Mapping
 import torch
 
 from augplug import rng
-from augplug.checks import check_in_range, check_positive
+from augplug.checks import check_float, check_in_range, check_int, check_positive
 from augplug.components import ParametricViewGenerator, Params
 from augplug_audio._common import (
     SPECTROGRAM_LAYOUT,
-    check_count,
     check_spectrogram,
     compute_dtype,
     param,
@@ -47,11 +46,9 @@ class SpectrogramMask(ParametricViewGenerator):
 
     def __init__(self, num_masks: int = 1, max_width: float = REFERENCE_MASK_WIDTH, mask_value: float = 0.0):
         super().__init__()
-        self.num_masks = check_count(num_masks, "num_masks")
+        self.num_masks = check_int(num_masks, "num_masks", minimum=0)
         self.max_width = check_in_range(max_width, "max_width", 0.0, 1.0)
-        if isinstance(mask_value, bool) or not isinstance(mask_value, (int, float)):
-            raise TypeError(f"mask_value: expected a number, got {type(mask_value).__name__}")
-        self.mask_value = float(mask_value)
+        self.mask_value = check_float(mask_value, "mask_value")
 
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         x = check_spectrogram(x)

@@ -13,11 +13,10 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from augplug import rng
-from augplug.checks import check_in_range
+from augplug.checks import check_choice, check_in_range, check_interval
 from augplug.components import ParametricViewGenerator, Params
 from augplug_audio._common import (
     WAVEFORM_LAYOUT,
-    check_interval,
     check_waveform,
     compute_dtype,
     param,
@@ -54,7 +53,7 @@ class RandomWaveformCrop(ParametricViewGenerator):
 
     def __init__(self, scale: Sequence[float] = (0.08, 1.0)):
         super().__init__()
-        self.scale = check_interval(scale, "scale", 0.0, 1.0)
+        self.scale = check_interval(scale, "scale", low=0.0, high=1.0)
 
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         x = check_waveform(x)
@@ -88,7 +87,7 @@ class RandomGain(ParametricViewGenerator):
 
     def __init__(self, gain_db: Sequence[float] = (-6.0, 6.0)):
         super().__init__()
-        self.gain_db = check_interval(gain_db, "gain_db", -120.0, 120.0)
+        self.gain_db = check_interval(gain_db, "gain_db", low=-120.0, high=120.0)
 
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         x = check_waveform(x)
@@ -142,10 +141,8 @@ class AddNoise(ParametricViewGenerator):
 
     def __init__(self, snr_db: Sequence[float] = (10.0, 30.0), colour: str = "white"):
         super().__init__()
-        self.snr_db = check_interval(snr_db, "snr_db", -60.0, float("inf"))
-        if colour not in NOISE_COLOURS:
-            raise ValueError(f"colour: expected one of {sorted(NOISE_COLOURS)}, got {colour!r}")
-        self.colour = colour
+        self.snr_db = check_interval(snr_db, "snr_db", low=-60.0, finite=False)
+        self.colour = check_choice(colour, "colour", sorted(NOISE_COLOURS))
 
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         x = check_waveform(x)

@@ -95,12 +95,16 @@ def test_both_labels_are_learnable_by_a_linear_probe_on_unseen_speakers(splits):
 def test_registered_and_bad_arguments_are_named():
     data = augplug.create("dataset", "audio-patterns", split="test", size=30, seed=2)
     assert len(data) == 30
-    with pytest.raises(ValueError, match="split: expected 'train' or 'test'"):
+    with pytest.raises(ValueError, match="split: expected one of 'train', 'test', got 'valid'"):
         audio_patterns("valid")
-    with pytest.raises(ValueError, match="size: expected an int >= 1"):
+    with pytest.raises(ValueError, match="size: expected an integer >= 1, got 0"):
         audio_patterns(size=0)
-    with pytest.raises(ValueError, match="seed: expected an int >= 0"):
+    with pytest.raises(TypeError, match=r"size: expected an integer >= 1, got '30' \(str\)"):
+        audio_patterns(size="30")
+    with pytest.raises(ValueError, match="seed: expected an integer >= 0, got -1"):
         audio_patterns(seed=-1)
+    with pytest.raises(ValueError, match="device: expected a device such as 'cpu' or 'cuda:0', got 'nope'"):
+        audio_patterns(size=3, device="nope")
 
 
 @pytest.mark.cuda

@@ -99,6 +99,8 @@ def test_noise_is_differentiable():
         (lambda: FrequencyMask(max_width=1.5), None, ValueError, "max_width"),
         (lambda: TimeMask(mask_value="mean"), None, TypeError, "mask_value"),
         (lambda: SpectrogramNoise(std=-1.0), None, ValueError, "std"),
+        (lambda: SpectrogramNoise(std="0.1"), None, TypeError, r"std: expected a number >= 0, got '0.1'"),
+        (lambda: TimeMask(num_masks=1.0), None, TypeError, r"num_masks: expected an integer >= 0"),
         (TimeMask, torch.randn(2, 64, 64), ValueError, r"x: expected a 4-D tensor \(B, C, F, T\)"),
         (SpectrogramNoise, torch.full((1, 1, 4, 4), math.inf), ValueError, "finite"),
     ],
