@@ -279,9 +279,6 @@ def test_augmented_term_trains_the_encoder_and_never_the_target(placement, objec
         assert all(not p.requires_grad and p.grad is None for p in pipeline.target.parameters())
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the queue augmenters' enqueue= argument is landing (issue 14)"
-)
 def test_queue_is_filled_with_one_view_by_default():
     pipeline = augplug.build(recipe("infonce", "nearest_neighbour", placement="basic"))
     encoder, projector, _ = networks()
