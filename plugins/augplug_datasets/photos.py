@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 import augplug
 from augplug import rng
-from augplug.checks import check_in_range
+from augplug.checks import check_choice, check_device, check_in_range, check_int
 
 __all__ = ["PHOTO_NAMES", "digits_on_photos", "shapes_on_photos"]
 
@@ -107,13 +107,11 @@ def _split_blocks(split: str) -> torch.Tensor:
     return blocks[parity == _SPLITS.index(split)]
 
 
-def _check_args(split: str, size: int, seed: int) -> None:
-    if split not in _SPLITS:
-        raise ValueError(f"split: expected one of {list(_SPLITS)}, got {split!r}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size: expected an int >= 1 (number of images), got {size!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
+def _check_args(split: str, size: int, seed: int, device: object) -> torch.device:
+    check_choice(split, "split", _SPLITS)
+    check_int(size, "size", minimum=1)
+    check_int(seed, "seed", minimum=0)
+    return check_device(device)
 
 
 def _generator(seed: int, split: str, device: torch.device) -> torch.Generator:
@@ -167,8 +165,7 @@ def digits_on_photos(
     ``size`` images of ``split`` (``"train"`` or ``"test"``: disjoint digit samples and
     photo regions), deterministic per ``seed`` on a given device type.
     """
-    _check_args(split, size, seed)
-    device = torch.device(device)
+    device = _check_args(split, size, seed, device)
     generator = _generator(seed, split, device)
     glyphs, labels = (t.to(device) for t in _split_digits(split))
     photo = rng.randint((size,), 0, len(PHOTO_NAMES), device=device, generator=generator)
@@ -215,9 +212,8 @@ def shapes_on_photos(
     Tasks ``photo`` (10 classes) and ``shape`` (3 classes: square, triangle, ellipse),
     drawn independently. Splits and determinism as :func:`digits_on_photos`.
     """
-    _check_args(split, size, seed)
+    device = _check_args(split, size, seed, device)
     check_in_range(alpha, "alpha", 0.0, 1.0)
-    device = torch.device(device)
     generator = _generator(seed, split, device)
     photo = rng.randint((size,), 0, len(PHOTO_NAMES), device=device, generator=generator)
     shape = rng.randint((size,), 0, len(SHAPE_NAMES), device=device, generator=generator)

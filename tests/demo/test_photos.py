@@ -130,16 +130,17 @@ def test_shape_coverage_area_matches_geometry(shape, cy, cx, radius, aspect):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"split": "val"}, "split"),
-        ({"size": 0}, "size"),
-        ({"seed": -1}, "seed"),
-        ({"size": 2.5}, "size"),
+        ({"split": "val"}, ValueError, "split"),
+        ({"size": 0}, ValueError, "size"),
+        ({"seed": -1}, ValueError, "seed"),
+        ({"size": 2.5}, TypeError, "size"),
+        ({"device": "nope"}, ValueError, "device"),
     ],
 )
-def test_bad_arguments_name_the_argument(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_arguments_name_the_argument(kwargs, error, message):
+    with pytest.raises(error, match=f"^{message}: expected"):
         photos.digits_on_photos(**kwargs)
 
 
