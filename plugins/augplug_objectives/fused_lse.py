@@ -26,6 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
+from augplug.checks import check_int
 from augplug_objectives.infonce import relative_weights
 
 __all__ = ["MAX_FEATURES", "fused_similarity_logsumexp"]
@@ -246,6 +247,6 @@ def fused_similarity_logsumexp(
     """
     _check_inputs(anchors, keys)
     for name, block in (("block_anchors", block_anchors), ("block_keys", block_keys)):
-        if block is not None and (block < 16 or block & (block - 1)):
-            raise ValueError(f"{name}: expected None or a power of two >= 16, got {block!r}")
+        if block is not None and (check_int(block, name, minimum=16) & (block - 1)):
+            raise ValueError(f"{name}: expected None or a power of two >= 16, got {block!r} (int)")
     return _FusedSimilarityLogSumExp.apply(anchors, keys, float(scale), int(self_offset), block_anchors, block_keys)
