@@ -27,7 +27,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from augplug.checks import check_batch, check_bool, check_generator, check_int, check_tensor
+from augplug.checks import (
+    check_batch,
+    check_bool,
+    check_choice,
+    check_generator,
+    check_int,
+    check_tensor,
+)
 
 __all__ = [
     "ComposedViews",
@@ -132,12 +139,16 @@ class ComposedViews(ParametricViewGenerator):
 
     def __init__(self, stages: Iterable[ViewGenerator]):
         super().__init__()
-        self.stages = nn.ModuleList(stages)
-        if len(self.stages) == 0:
+        if isinstance(stages, nn.Module) or not isinstance(stages, Iterable):
+            raise TypeError(f"stages: expected a list of view generators, got {type(stages).__name__}")
+        stages = list(stages)
+        if len(stages) == 0:
             raise ValueError("stages: expected at least one view generator, got none")
-        for i, stage in enumerate(self.stages):
+        # Checked before nn.ModuleList sees them: it would reject a non-module with its own message.
+        for i, stage in enumerate(stages):
             if not isinstance(stage, ViewGenerator):
                 raise TypeError(f"stages[{i}]: expected a ViewGenerator, got {type(stage).__name__}")
+        self.stages = nn.ModuleList(stages)
         self.continuous_params = tuple(
             f"{i}.{name}"
             for i, stage in enumerate(self.stages)
@@ -235,6 +246,12 @@ class Task:
     kind: Literal["classification", "regression"]
     #: Number of classes for classification, number of regression targets otherwise.
     size: int
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"name: expected a non-empty string, got {self.name!r}")
+        check_choice(self.kind, "kind", ("classification", "regression"))
+        check_int(self.size, "size", minimum=1)
 
 
 class MultiTaskDataset(torch.utils.data.Dataset):

@@ -17,7 +17,9 @@ class Scale(augplug.ParametricViewGenerator):
     continuous_params = ("factor",)
 
     def sample(self, x, generator=None):
-        return augplug.Params(factor=rng.uniform((x.shape[0],), 0.5, 1.5, device=x.device, generator=generator))
+        return augplug.Params(
+            factor=rng.uniform((x.shape[0],), 0.5, 1.5, device=x.device, generator=generator)
+        )
 
     def apply(self, x, params):
         return x * params["factor"].reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
@@ -43,7 +45,9 @@ class Noise(augplug.ViewGenerator):
 
 
 def test_params_move_detach_index_and_keep_integer_dtypes():
-    p = augplug.Params(a=torch.rand(4, requires_grad=True), mask=torch.tensor([True, False, True, True]))
+    p = augplug.Params(
+        a=torch.rand(4, requires_grad=True), mask=torch.tensor([True, False, True, True])
+    )
     half = p.to(torch.float16)
     assert half["a"].dtype == torch.float16 and half["mask"].dtype == torch.bool
     moved = p.to("cpu", torch.float64)
@@ -112,7 +116,9 @@ def test_generator_checks():
     with pytest.raises(TypeError, match="generator: expected a torch.Generator"):
         rng.uniform((2,), 0, 1, device="cpu", generator=123)
     meta = torch.device("meta")
-    with pytest.raises(ValueError, match="generator: expected a generator on the batch's device type"):
+    with pytest.raises(
+        ValueError, match="generator: expected a generator on the batch's device type"
+    ):
         checks.check_generator(torch.Generator(), meta)
 
 
@@ -121,7 +127,9 @@ def test_draws_are_reproducible_with_a_generator_and_leave_global_rng_alone(seed
     state = torch.get_rng_state()
     draws = [
         (
-            rng.uniform((50,), -1.0, 2.0, device="cpu", generator=torch.Generator().manual_seed(seed)),
+            rng.uniform(
+                (50,), -1.0, 2.0, device="cpu", generator=torch.Generator().manual_seed(seed)
+            ),
             rng.bernoulli((50,), 0.3, device="cpu", generator=torch.Generator().manual_seed(seed)),
             rng.rademacher((50,), device="cpu", generator=torch.Generator().manual_seed(seed)),
             rng.randint((50,), 2, 7, device="cpu", generator=torch.Generator().manual_seed(seed)),
@@ -136,7 +144,9 @@ def test_draws_are_reproducible_with_a_generator_and_leave_global_rng_alone(seed
     assert set(signs.unique().tolist()) <= {-1.0, 1.0}
     assert bool(((ints >= 2) & (ints < 7)).all())
     assert bern.dtype == torch.bool
-    assert bool(rng.bernoulli((20,), 1.0, device="cpu").all()) and not bool(rng.bernoulli((20,), 0.0, device="cpu").any())
+    assert bool(rng.bernoulli((20,), 1.0, device="cpu").all()) and not bool(
+        rng.bernoulli((20,), 0.0, device="cpu").any()
+    )
 
 
 def test_multitask_dataset_validates_and_batches():
@@ -146,7 +156,9 @@ def test_multitask_dataset_validates_and_batches():
     data = augplug.MultiTaskDataset(inputs, targets, tasks)
     x, y = data[2]
     assert torch.equal(x, inputs[2]) and int(y["a"]) == 2
-    rows = torch.cat([b[0] for b in data.batches(2, shuffle=True, generator=torch.Generator().manual_seed(0))])
+    rows = torch.cat(
+        [b[0] for b in data.batches(2, shuffle=True, generator=torch.Generator().manual_seed(0))]
+    )
     assert sorted(rows[:, 0].tolist()) == inputs[:, 0].tolist()
     assert data.task("b").size == 2
     with pytest.raises(ValueError, match=r"targets\['a'\]: expected 5 rows"):
@@ -159,7 +171,9 @@ def test_multitask_dataset_validates_and_batches():
         data.batches(0)
     with pytest.raises(ValueError, match=r"^batch_size: expected an integer >= 1, got -1 \(int\)$"):
         data.batches(-1)
-    with pytest.raises(TypeError, match=r"^batch_size: expected an integer >= 1, got 2.0 \(float\)$"):
+    with pytest.raises(
+        TypeError, match=r"^batch_size: expected an integer >= 1, got 2.0 \(float\)$"
+    ):
         data.batches(2.0)
     with pytest.raises(TypeError, match=r"^shuffle: expected True or False, got 'yes' \(str\)$"):
         data.batches(2, shuffle="yes")
@@ -176,3 +190,27 @@ def test_beta_draws_follow_the_beta_distribution(a, b):
     assert draws.shape == (4000,) and bool(((draws >= 0) & (draws <= 1)).all())
     # Kolmogorov-Smirnov at a fixed seed; p < 1e-3 would fail a correct sampler 0.1% of the time.
     assert stats.kstest(draws.double().numpy(), stats.beta(a, b).cdf).pvalue > 1e-3
+
+
+def test_composed_views_and_task_name_their_bad_arguments():
+    with pytest.raises(TypeError, match=r"^stages\[1\]: expected a ViewGenerator, got int$"):
+        augplug.ComposedViews([_identity_view(), 3])
+    with pytest.raises(TypeError, match=r"^stages: expected a list of view generators, got int$"):
+        augplug.ComposedViews(3)
+    with pytest.raises(ValueError, match=r"^stages: expected at least one view generator"):
+        augplug.ComposedViews([])
+    with pytest.raises(
+        ValueError,
+        match=r"^kind: expected one of 'classification', 'regression', got 'clasification' \(str\); did you mean 'classification'\?$",
+    ):
+        augplug.Task("a", "clasification", 2)
+    with pytest.raises(TypeError, match=r"^size: expected an integer >= 1, got '2' \(str\)$"):
+        augplug.Task("a", "classification", "2")
+
+
+def _identity_view():
+    class Identity(augplug.ViewGenerator):
+        def forward(self, x, *, generator=None):
+            return x
+
+    return Identity()
