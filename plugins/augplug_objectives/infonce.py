@@ -243,6 +243,13 @@ def info_nce(
     """Functional form of :class:`InfoNCE` (same arguments)."""
     temperature = _check_options(temperature, tile_size, gather_distributed, local_anchors, kernel)
     views = _check_views(z1, z2)
+    # Under autocast (Lightning's "bf16-mixed", Accelerate's mixed_precision) matmuls would
+    # run in the half dtype even on float32 operands; the loss manages its own precision.
+    with torch.autocast(views.device.type, enabled=False):
+        return _info_nce(views, temperature, tile_size, gather_distributed, local_anchors, kernel)
+
+
+def _info_nce(views, temperature, tile_size, gather_distributed, local_anchors, kernel):
     num_views = views.shape[1]
     dtype = accumulation_dtype(views.dtype)
     unit = l2_normalize(views.to(dtype))  # exact at any magnitude, unlike F.normalize
