@@ -1,6 +1,7 @@
 """Shared test set-up: Hypothesis profiles and strict input validation."""
 
 import os
+from collections import Counter
 
 import pytest
 import torch
@@ -43,3 +44,26 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+# The bad-input matrix (tests/core/test_bad_input_matrix.py) records (case, outcome, known
+# finding) here; the summary below prints the counts when it ran.
+_BAD_INPUT_OUTCOMES: list[tuple[str, str, bool]] = []
+
+
+@pytest.fixture(scope="session")
+def bad_input_outcomes():
+    return _BAD_INPUT_OUTCOMES
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _BAD_INPUT_OUTCOMES:
+        return
+    counts = Counter(category for _, category, _ in _BAD_INPUT_OUTCOMES)
+    known = sum(1 for _, category, k in _BAD_INPUT_OUTCOMES if k and category in ("obscure", "silent", "corrupted"))
+    terminalreporter.write_sep("-", "bad-input matrix")
+    terminalreporter.write_line(
+        f"{len(_BAD_INPUT_OUTCOMES)} cases: {counts['clear']} clear errors, {counts['handled']} handled, "
+        f"{counts['obscure']} obscure, {counts['silent']} silent, {counts['corrupted']} corrupted "
+        f"({known} of the failures are known findings marked xfail)"
+    )

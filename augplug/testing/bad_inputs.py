@@ -52,6 +52,8 @@ FAILURES = ("obscure", "silent", "corrupted")
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _ERRORS = (TypeError, ValueError, LookupError)
+#: Objective arguments that are embeddings (scaled together by the magnitude case).
+_EMBEDDINGS = ("z1", "z2", "z", "z_target")
 
 
 @dataclass(frozen=True)
@@ -430,7 +432,7 @@ def _objective_cases(component: ComponentUnderTest, objective: Any) -> list[Case
     def with_args(**changes):
         return lambda m: m(**{**objective_arguments(m, 4), **changes})
 
-    embeddings = [n for n in ("z1", "z2", "z") if n in base]
+    embeddings = [n for n in _EMBEDDINGS if n in base]
     for name in embeddings:
 
         def make(batch, dtype=torch.float32, name=name):
@@ -511,7 +513,7 @@ def _scale_responses(objective: Any) -> tuple[torch.Tensor, ...]:
     arguments = objective_arguments(objective, 4)
     out = []
     for scale in (1.0, 10.0, 1e30, 1e-30):
-        scaled = {k: v * scale if k in ("z1", "z2", "z") else v for k, v in arguments.items()}
+        scaled = {k: v * scale if k in _EMBEDDINGS else v for k, v in arguments.items()}
         out.append(objective(**scaled).detach())
     return tuple(out)
 

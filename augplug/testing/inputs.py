@@ -272,16 +272,8 @@ def small_encoder(channels: int = 3, dim: int = DIM, seed: int = 0) -> nn.Module
 
 #: The objective arguments the kit can supply, by ``forward`` parameter name.
 OBJECTIVE_NAMES = (
-    "z1",
-    "z2",
-    "z",
-    "x",
-    "encoder",
-    "view_generator",
-    "view_params",
-    "h",
-    "generator",
-)
+    "z1", "z2", "z", "z_target", "x", "encoder", "view_generator", "view_params", "h", "generator",
+)  # fmt: skip
 
 
 def objective_arguments(
@@ -296,7 +288,7 @@ def objective_arguments(
     """Keyword arguments for ``objective(**kwargs)``, built from its ``forward`` signature.
 
     ``z1``, ``z2``: (B, D) embeddings (``z2`` correlated with ``z1``, as two views are);
-    ``z``: (B, 2, D); ``x``: images (B, 3, 16, 16); ``encoder``: :func:`small_encoder`;
+    ``z``: (B, 2, D) and ``z_target`` (B, 2, D) its target-branch partner; ``x``: images (B, 3, 16, 16); ``encoder``: :func:`small_encoder`;
     ``view_generator``: :class:`ScaleViews`; ``view_params``: its draw for ``x``. Optional
     parameters other than these are left out. Raises :class:`NotTestable` for a required
     parameter the kit does not know.
@@ -322,6 +314,7 @@ def objective_arguments(
         "z1": z1,
         "z2": z2,
         "z": torch.stack((z1, z2), dim=1),
+        "z_target": torch.stack((z2, z1), dim=1),
         "x": x,
         "encoder": small_encoder(seed=seed),
         "view_generator": views,
