@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import augplug
+from augplug.checks import check_float, check_int
 from augplug.components import ComposedViews, ViewGenerator
 from augplug_audio.spectrogram import (
     REFERENCE_MASK_WIDTH,
@@ -48,6 +49,10 @@ def audio_spectral(
     normalised log-mel), then noise of ``noise_std = 0.25`` data standard deviations (the
     reference). Input and output: normalised log-mels (B, C, F, T), e.g. from ``log_mel``.
     """
+    # Checked here so that an error names this function's argument, not the stage's.
+    frequency_masks = check_int(frequency_masks, "frequency_masks", minimum=0)
+    time_masks = check_int(time_masks, "time_masks", minimum=0)
+    noise_std = check_float(noise_std, "noise_std", low=0)
     return ComposedViews(
         [
             FrequencyMask(num_masks=frequency_masks, max_width=max_width, mask_value=mask_value),
