@@ -61,7 +61,9 @@ class GaussianNoise(FeatureAugmenter):
         noise = rng.normal((batch, samples, dim), device=z.device, generator=generator)
         scale = self.std
         if self.relative:
-            scale = self.std * z32.detach().pow(2).mean(-1, keepdim=True).sqrt()
+            # RMS of z / max|z|, times max|z|: squaring z itself overflows float32 above ~1e19.
+            peak = z32.detach().abs().amax(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+            scale = self.std * peak * (z32.detach() / peak).pow(2).mean(-1, keepdim=True).sqrt()
         return _finish(z32 + scale * noise, k, z.dtype)
 
     def extra_repr(self) -> str:
