@@ -75,9 +75,12 @@ def barlow_twins(
     variance = _global_sum(centred.square().sum(1, keepdim=True), gather_distributed) / rows
     standard = centred * torch.rsqrt(variance + eps)
     correlation = _global_sum(standard[0].T @ standard[1], gather_distributed) / rows
-    diagonal = correlation.diagonal()
-    on = (1.0 - diagonal).square().sum()
-    off = correlation.square().sum() - diagonal.square().sum()
+    on = (1.0 - correlation.diagonal()).square().sum()
+    squared = correlation.square()
+    # The diagonal zeroed in place (no second D x D tensor) rather than subtracted: no
+    # cancellation against the D on-diagonal squares.
+    squared.diagonal().zero_()
+    off = squared.sum()
     return on + lambda_offdiagonal * off
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -77,6 +78,9 @@ class DINOLoss(Objective):
         >>> loss_fn(student, teacher).shape
         torch.Size([])
     """
+
+    #: Small arguments for the conformance kit and the bad-input matrix (augplug.testing).
+    example_kwargs: ClassVar[dict[str, int]] = {"dim": 8}
 
     def __init__(
         self,
@@ -158,6 +162,9 @@ class DINOLoss(Objective):
             teacher.flatten(0, 1), sizes=[s * teacher.shape[1] for s in sizes]
         )
         batch_center = rows.mean(0).to(self.center.dtype)
+        # A non-finite teacher output (a diverged step, unchecked input) must not poison the
+        # centre for every later step: such entries keep their old value (no host sync).
+        batch_center = torch.where(torch.isfinite(batch_center), batch_center, self.center)
         self.center.lerp_(batch_center, 1.0 - self.center_momentum)
         self.step.add_(1)
 

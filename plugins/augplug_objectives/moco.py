@@ -19,6 +19,8 @@ Queries and keys are L2-normalised in float32; no gradient reaches the keys.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from augplug import distributed
@@ -57,6 +59,9 @@ class MoCo(Objective):
         >>> loss_fn(torch.randn(8, 16), torch.randn(8, 16)).shape
         torch.Size([])
     """
+
+    #: Small arguments for the conformance kit and the bad-input matrix (augplug.testing).
+    example_kwargs: ClassVar[dict[str, int]] = {"dim": 8, "queue_size": 16}
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -123,6 +124,9 @@ class SwAV(Objective):
         >>> loss_fn(crops).shape
         torch.Size([])
     """
+
+    #: Small arguments for the conformance kit and the bad-input matrix (augplug.testing).
+    example_kwargs: ClassVar[dict[str, int]] = {"dim": 8, "num_prototypes": 6}
 
     def __init__(
         self,
