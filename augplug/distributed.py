@@ -21,6 +21,8 @@ by ``world_size / total rows``, not by ``1 / local rows``, when the ranks' sizes
 
 from __future__ import annotations
 
+import zlib
+
 import torch
 import torch.distributed as dist
 
@@ -50,18 +52,33 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
+def _layout_code(x: torch.Tensor) -> int:
+    """A checksum of everything but the row count that every rank's ``x`` must share."""
+    return zlib.crc32(f"{tuple(x.shape[1:])} {x.dtype}".encode())
+
+
 def gather_sizes(x: torch.Tensor) -> list[int]:
     """Every rank's ``len(x)``, in rank order (a collective: every rank must call it).
 
     ``[len(x)]`` outside a process group. Reads the sizes on the host (one small sync).
+    Raises ``ValueError`` on every rank (so none waits forever in the next collective)
+    when the ranks' ``x`` differ in anything but the row count: trailing shape or dtype.
     """
     if not is_distributed():
         return [x.shape[0]]
     # On the rows' device: NCCL moves only CUDA tensors.
-    mine = torch.tensor([x.shape[0]], dtype=torch.long, device=x.device)
-    sizes = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, mine)
-    return [int(s) for s in torch.cat(sizes).tolist()]
+    mine = torch.tensor([x.shape[0], _layout_code(x)], dtype=torch.long, device=x.device)
+    every = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(every, mine)
+    sizes, codes = torch.stack(every).t().tolist()
+    if len(set(codes)) > 1:
+        others = [r for r, code in enumerate(codes) if code != codes[dist.get_rank()]]
+        raise ValueError(
+            f"x: expected the same shape after the batch dimension and the same dtype on every "
+            f"rank, got shape {tuple(x.shape)}, {x.dtype} on rank {dist.get_rank()} and "
+            f"something else on rank(s) {others}"
+        )
+    return sizes
 
 
 def row_offset(x: torch.Tensor) -> int:

@@ -81,6 +81,16 @@ def _check_all_gathers(rank: int) -> None:
     torch.testing.assert_close(
         x.grad, (weight_sum * row[start : start + sizes[rank]]).expand(-1, 2)
     )
+    # A rank with another feature width or dtype: a ValueError on every rank, not a hang or
+    # gloo's size mismatch.
+    for odd in (
+        torch.zeros(2, 2 + rank),
+        torch.zeros(2, 2, dtype=torch.float32 if rank else torch.float64),
+    ):
+        with pytest.raises(
+            ValueError, match="x: expected the same shape after the batch dimension"
+        ):
+            distributed.all_gather_no_grad(odd)
 
 
 def _compare(rank, layout, rows, local_anchors, pairwise) -> None:
