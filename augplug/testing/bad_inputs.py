@@ -541,8 +541,9 @@ def _dataset_cases(component: ComponentUnderTest) -> list[Case]:
 
         return call
 
-    def all_rows(out: Any) -> str | None:
-        return None if out == 8 else f"batches covered {out} rows of 8"
+    def all_rows(out: tuple[int, int]) -> str | None:
+        covered, rows = out
+        return None if covered == rows else f"batches covered {covered} rows of {rows}"
 
     cases = []
     for label, value, expect in (
@@ -551,7 +552,7 @@ def _dataset_cases(component: ComponentUnderTest) -> list[Case]:
     ):  # fmt: skip
         cases.append(
             Case(component, f"batches(batch_size={label})", expect, ("batch_size",),
-                 with_dataset(lambda d, v=value: sum(len(b[0]) for b in d.batches(v))),
+                 with_dataset(lambda d, v=value: (sum(len(b[0]) for b in d.batches(v)), len(d))),
                  all_rows, constructs=True)
         )  # fmt: skip
     cases.append(

@@ -141,10 +141,17 @@ def _settings(max_examples: int) -> settings:
 
 
 def _run_contracts(
-    label: str, contracts: Iterable[tuple[str, Callable[[], None]]], raise_on_failure: bool
+    label: str,
+    contracts: Iterable[tuple[str, Callable[[], None]]],
+    raise_on_failure: bool,
+    skip: Iterable[str] = (),
 ) -> ContractReport:
     report = ContractReport(label)
+    skip = set(skip)
     for name, contract in contracts:
+        if name in skip:
+            report.results.append(ContractResult(name, "skip", "skipped by the caller"))
+            continue
         try:
             contract()
         except _Skip as skip:
@@ -382,6 +389,7 @@ def check_view_generator(
     max_examples: int = 5,
     raise_on_failure: bool = True,
     name: str | None = None,
+    skip: Iterable[str] = (),
 ) -> ContractReport:
     """Run the view-generator contracts on ``views`` (an instance, a class or a zero-arg factory).
 
@@ -395,6 +403,7 @@ def check_view_generator(
         f"views/{cut.name}",
         _view_contracts(instance, cut, spec, device, max_examples, parametric=False),
         raise_on_failure,
+        skip,
     )
 
 
@@ -406,6 +415,7 @@ def check_parametric_view_generator(
     max_examples: int = 5,
     raise_on_failure: bool = True,
     name: str | None = None,
+    skip: Iterable[str] = (),
 ) -> ContractReport:
     """:func:`check_view_generator` plus ``replay`` and ``gradients`` (``sample``/``apply``)."""
     instance, cut = _subject(views, "views", name, None)
@@ -419,6 +429,7 @@ def check_parametric_view_generator(
         f"views/{cut.name}",
         _view_contracts(instance, cut, spec, device, max_examples, parametric=True),
         raise_on_failure,
+        skip,
     )
 
 
@@ -431,6 +442,7 @@ def check_feature_augmenter(
     max_examples: int = 5,
     raise_on_failure: bool = True,
     name: str | None = None,
+    skip: Iterable[str] = (),
 ) -> ContractReport:
     """Run the feature-augmenter contracts on ``augmenter`` with (B, ``dim``) features.
 
@@ -442,6 +454,7 @@ def check_feature_augmenter(
     spec = cut.input_spec(instance)
     cut.spec = spec
     instance = instance.to(device)
+    pristine = copy.deepcopy(instance)
     needs_partner = bool(getattr(instance, "needs_partner", False))
 
     def call(module, z, seed, **kw):
@@ -465,9 +478,9 @@ def check_feature_augmenter(
     def equal_generators() -> None:
         def test(batch, seed):
             z = make(batch, seed)
-            a = call(cut.make().to(device), z, seed)
-            b = call(cut.make().to(device), z, seed)
-            _assert_same(a, b, "two fresh copies called with equally seeded generators")
+            a = call(copy.deepcopy(pristine), z, seed)
+            b = call(copy.deepcopy(pristine), z, seed)
+            _assert_same(a, b, "two copies called with equally seeded generators")
 
         _examples(max_examples, test)
 
@@ -512,6 +525,7 @@ def check_feature_augmenter(
             ("bad_input", _bad_input_contract(cut)),
         ],
         raise_on_failure,
+        skip,
     )
 
 
@@ -524,6 +538,7 @@ def check_objective(
     max_examples: int = 5,
     raise_on_failure: bool = True,
     name: str | None = None,
+    skip: Iterable[str] = (),
 ) -> ContractReport:
     """Run the objective contracts on ``objective``.
 
@@ -533,6 +548,7 @@ def check_objective(
     """
     instance, cut = _subject(objective, "objective", name, None)
     instance = instance.to(device)
+    pristine = copy.deepcopy(instance)
     takes_generator = "generator" in inspect.signature(instance.forward).parameters
 
     def arguments(module, batch, seed, dtype=torch.float32) -> dict[str, Any]:
@@ -561,8 +577,9 @@ def check_objective(
 
     def equal_generators() -> None:
         def test(batch, seed):
-            a = cut.make().to(device)(**arguments(instance, batch, seed))
-            b = cut.make().to(device)(**arguments(instance, batch, seed))
+            # Copies of one instance: randomly initialised weights (prototypes) must not differ.
+            a = copy.deepcopy(pristine)(**arguments(instance, batch, seed))
+            b = copy.deepcopy(pristine)(**arguments(instance, batch, seed))
             _assert_same(a, b, "the loss of two equal calls")
 
         _examples(max_examples, test, batches=(2, 6))
@@ -623,6 +640,7 @@ def check_objective(
             ("bad_input", _bad_input_contract(cut)),
         ],
         raise_on_failure,
+        skip,
     )
 
 
@@ -633,6 +651,7 @@ def check_dataset(
     max_examples: int = 5,
     raise_on_failure: bool = True,
     name: str | None = None,
+    skip: Iterable[str] = (),
 ) -> ContractReport:
     """Run the dataset contracts on a :class:`~augplug.components.MultiTaskDataset`.
 
@@ -710,7 +729,7 @@ def check_dataset(
     contracts = [("structure", structure), ("deterministic", deterministic), ("batches", batches)]
     if not isinstance(dataset, MultiTaskDataset):
         contracts.append(("bad_input", _bad_input_contract(cut)))
-    return _run_contracts(f"dataset/{cut.name}", contracts, raise_on_failure)
+    return _run_contracts(f"dataset/{cut.name}", contracts, raise_on_failure, skip)
 
 
 # ----------------------------------------------------------------- registry
@@ -721,16 +740,20 @@ def check_component(
     kwargs: dict[str, Any] | None = None,
     max_examples: int = 5,
     raise_on_failure: bool = True,
+    skip: Iterable[str] = (),
 ) -> ContractReport:
     """Run the contracts of a registered component's kind on it, built from the registry.
 
-    ``kwargs`` replaces the factory's ``example_kwargs``. A component the kit cannot build
+    ``kwargs`` replaces the factory's ``example_kwargs``; ``skip`` names contracts not to
+    run. A component the kit cannot build
     or feed gets one ``build`` result, ``skip`` with the reason.
     """
     try:
         cut = build_component(kind, name, kwargs)
         if kind == "dataset":
-            return check_dataset(cut, max_examples=max_examples, raise_on_failure=raise_on_failure)
+            return check_dataset(
+                cut, max_examples=max_examples, raise_on_failure=raise_on_failure, skip=skip
+            )
         instance = cut.make()
         if kind != "objective":
             cut.spec = cut.input_spec(instance)
@@ -741,7 +764,12 @@ def check_component(
             f"{kind}/{name}", [ContractResult("build", "fail", f"{type(exc).__name__}: {exc}")]
         )
         return report.raise_for_failures() if raise_on_failure else report
-    options = {"max_examples": max_examples, "raise_on_failure": raise_on_failure, "name": name}
+    options = {
+        "max_examples": max_examples,
+        "raise_on_failure": raise_on_failure,
+        "name": name,
+        "skip": skip,
+    }
     if kind == "views":
         parametric = is_parametric(instance)
         check = check_parametric_view_generator if parametric else check_view_generator
