@@ -323,3 +323,17 @@ def test_cuda_matches_cpu():
     cpu(bank), cuda(bank.cuda())
     torch.testing.assert_close(cuda(z.cuda(), k=3).cpu(), cpu(z, k=3))
     assert_same_state({k: v.cpu() for k, v in state(cuda).items()}, state(cpu))
+
+
+@pytest.mark.parametrize("name", ["nearest_neighbour", "neighbour_mean"])
+def test_lookup_and_enqueue_never_read_values_on_the_host(name):
+    """On the meta device a tensor has no values: .item(), bool() or int() of one raises.
+
+    So a forward that runs there (a batch longer than the queue included) contains no host
+    sync; the finiteness check of validation mode is the one deliberate exception.
+    """
+    aug = augplug.create("features", name, dim=4, size=8).to("meta")
+    with augplug.checks.validation(False):
+        out = aug(torch.randn(3, 4, device="meta"), k=2, enqueue=torch.randn(12, 4, device="meta"))
+    assert out.shape == (3, 2, 4)
+    assert aug.queue.features.device.type == "meta"
