@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "affine",
     "colour_jitter",
+    "erase",
     "gaussian_blur",
     "gaussian_kernel1d",
     "grayscale",
@@ -27,6 +29,7 @@ __all__ = [
     "hue_rotate_yiq",
     "hue_shift_hsv",
     "luma",
+    "posterize",
     "resized_crop",
     "solarize",
 ]
@@ -149,7 +152,9 @@ def hue_shift_hsv(x: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
     # n = 5, 3, 1 for R, G, B: made on the device (arange), not copied from the host.
     offsets = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).reshape(3, 1, 1)
     k = torch.remainder(shifted + offsets, 6.0)
-    return high.unsqueeze(-3) - chroma.unsqueeze(-3) * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
+    return high.unsqueeze(-3) - chroma.unsqueeze(-3) * torch.clamp(
+        torch.minimum(k, 4.0 - k), 0.0, 1.0
+    )
 
 
 def hue_rotate_yiq(x: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
@@ -190,7 +195,9 @@ def colour_jitter(
     turns (``hue_space="hsv"``, Kornia/torchvision) or rotate it in YIQ (``"yiq"``, the
     invariance regulariser's reference). Input and every step are clamped to [0, 1].
     """
-    brightness, contrast, saturation = (_per_sample(f.to(x.dtype)) for f in (brightness, contrast, saturation))
+    brightness, contrast, saturation = (
+        _per_sample(f.to(x.dtype)) for f in (brightness, contrast, saturation)
+    )
     out = x.clamp(0.0, 1.0)
     out = (out * brightness).clamp(0.0, 1.0)
     # lerp(a, b, w) = a + w (b - a) = w b + (1 - w) a: the blend in one op, extrapolating for w > 1.
@@ -209,7 +216,9 @@ def gaussian_kernel1d(sigma: torch.Tensor, size: int) -> torch.Tensor:
     return weights / weights.sum(-1, keepdim=True)
 
 
-def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: tuple[int, int]) -> torch.Tensor:
+def gaussian_blur(
+    x: torch.Tensor, sigma: torch.Tensor, kernel_size: tuple[int, int]
+) -> torch.Tensor:
     """Blur every sample with its own isotropic Gaussian ``sigma`` (B,), reflect borders.
 
     Matches ``kornia.filters.gaussian_blur2d(x, kernel_size, sigma[:, None].expand(-1, 2))``
@@ -236,3 +245,94 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: tuple[int, 
 def solarize(x: torch.Tensor, applied: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """Invert pixels at or above ``threshold`` where ``applied`` (B,) is true (``kornia.enhance.solarize``)."""
     return torch.where(_per_sample(applied) & (x >= threshold), 1.0 - x, x)
+
+
+def _bilinear_zeros(
+    x: torch.Tensor, source_x: torch.Tensor, source_y: torch.Tensor
+) -> torch.Tensor:
+    """Bilinear samples of ``x`` at (B, H', W') source pixel coordinates, zero outside the image.
+
+    ``grid_sample(align_corners=False, padding_mode="zeros")`` in pixel units, written as four
+    gathers and a weighted sum so that it is differentiable twice (``grid_sample`` has no
+    second derivative, which double backprop through the warp's parameters needs).
+    """
+    batch, channels, height, width = x.shape
+    left, top = source_x.detach().floor(), source_y.detach().floor()
+    right_weight, bottom_weight = source_x - left, source_y - top
+    flat = x.reshape(batch, channels, height * width)
+    out = None
+    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        column, row = left + dx, top + dy
+        weight = (right_weight if dx else 1 - right_weight) * (
+            bottom_weight if dy else 1 - bottom_weight
+        )
+        inside = (column >= 0) & (column <= width - 1) & (row >= 0) & (row <= height - 1)
+        index = (row.clamp(0, height - 1) * width + column.clamp(0, width - 1)).long()
+        taps = flat.gather(-1, index.reshape(batch, 1, -1).expand(batch, channels, -1))
+        term = taps.reshape(batch, channels, *source_x.shape[1:]) * (weight * inside).unsqueeze(1)
+        out = term if out is None else out + term
+    return out
+
+
+def affine(
+    x: torch.Tensor, angle: torch.Tensor, translate: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """Rotate by ``angle`` (B,) degrees and scale by ``scale`` (B,) about the image centre, then
+    shift by ``translate`` (B, 2) pixels (x, y); bilinear, zeros outside the image.
+
+    The geometry of ``kornia.augmentation.RandomAffine`` (no shear, ``align_corners=False``):
+    the pixel-space matrix ``p_out = A (p_in - c) + c + t`` with ``A = s R(angle)``,
+    ``c = ((W - 1) / 2, (H - 1) / 2)`` on pixel centres, sampled as
+    ``kornia.geometry.warp_affine`` does. The inverse map is written in closed form per output
+    row and column, so there is no matrix inverse and no per-sample loop.
+    """
+    height, width = x.shape[-2:]
+    dtype = x.dtype
+    radians = angle.to(dtype) * (math.pi / 180)
+    scale = scale.to(dtype)
+    cos, sin = (
+        (torch.cos(radians) / scale).reshape(-1, 1, 1),
+        (torch.sin(radians) / scale).reshape(-1, 1, 1),
+    )
+    translate = translate.to(dtype)
+    centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
+    columns = torch.arange(width, device=x.device, dtype=dtype)
+    rows = torch.arange(height, device=x.device, dtype=dtype)
+    dx = (columns - centre_x - translate[:, :1]).unsqueeze(1)  # (B, 1, W)
+    dy = (rows - centre_y - translate[:, 1:]).unsqueeze(2)  # (B, H, 1)
+    # p_in = A^-1 (p_out - c - t) + c with A^-1 = R(-angle) / s.
+    source_x = cos * dx + sin * dy + centre_x
+    source_y = cos * dy - sin * dx + centre_y
+    return _bilinear_zeros(x, source_x, source_y)
+
+
+def erase(
+    x: torch.Tensor, box: torch.Tensor, applied: torch.Tensor, value: float = 0.0
+) -> torch.Tensor:
+    """Fill ``box`` (B, 4) ``(x0, y0, width, height)`` (whole pixels) with ``value`` where ``applied``.
+
+    ``kornia.augmentation.RandomErasing``'s rendering: columns ``x0 <= j < x0 + width`` and rows
+    ``y0 <= i < y0 + height``, on every channel; a comparison mask, so no host sync.
+    """
+    height, width = x.shape[-2:]
+    x0, y0, box_w, box_h = (_per_sample(v, 3) for v in box.to(x.dtype).unbind(-1))
+    columns = torch.arange(width, device=x.device, dtype=x.dtype)
+    rows = torch.arange(height, device=x.device, dtype=x.dtype).unsqueeze(-1)
+    inside = (columns >= x0) & (columns < x0 + box_w) & (rows >= y0) & (rows < y0 + box_h)
+    return torch.where((inside & _per_sample(applied, 3)).unsqueeze(1), value, x)
+
+
+def posterize(x: torch.Tensor, bits: torch.Tensor, applied: torch.Tensor) -> torch.Tensor:
+    """Keep the top ``bits`` (B,) of the 8-bit value where ``applied`` (``kornia.enhance.posterize``).
+
+    The value is truncated to 8 bits (``(x * 255)`` to uint8), its low ``8 - bits`` bits cleared
+    and divided by 255; ``bits = 8`` leaves the input unchanged and ``bits = 0`` gives 0.
+    """
+    shift = _per_sample((8 - bits).to(torch.int32))
+    # Truncated to 8 bits as uint8 does, shifted in int32 so that a shift by 8 is defined (0).
+    levels = (x * 255).to(torch.uint8).to(torch.int32)
+    kept = (
+        torch.bitwise_left_shift(torch.bitwise_right_shift(levels, shift), shift).to(x.dtype) / 255
+    )
+    kept = torch.where(_per_sample(bits) == 8, x, kept)
+    return torch.where(_per_sample(applied), kept, x)

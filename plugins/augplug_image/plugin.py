@@ -1,7 +1,8 @@
 """Registers the image views (kind ``views``): the SimCLR / BYOL / colour recipes and single ops.
 
-The implementation is plain batched torch with Kornia's semantics (see
-:mod:`augplug_image.functional`), so creating these needs no Kornia at run time.
+Kornia semantics, fused plain-torch kernels (see :mod:`augplug_image.functional`): creating
+or running these imports no Kornia. Each single op is one :class:`augplug_image.views.ImageOp`
+class, registered as is.
 """
 
 import augplug
@@ -16,6 +17,9 @@ _VIEWS = {
     "grayscale": "Grayscale",
     "gaussian_blur": "GaussianBlur",
     "solarize": "Solarize",
+    "random_affine": "RandomAffine",
+    "random_erasing": "RandomErasing",
+    "posterize": "Posterize",
 }
 
 

@@ -1,23 +1,34 @@
-"""Image view generators: the SimCLR / BYOL / colour recipes and the single ops they are made of.
+"""Image view generators: one small class per op, and the fused pipeline that chains them.
 
-Each is an :class:`augplug.ParametricViewGenerator`: ``sample(x, generator)`` draws per-sample
-:class:`augplug.Params` on the batch's device, ``apply(x, params)`` renders them with the
-batched ops of :mod:`augplug_image.functional` (differentiable in ``x`` and in every
-continuous parameter), and ``forward(x, generator=...)`` is ``apply(x, sample(x))``.
+Every op is an :class:`ImageOp`, itself a :class:`augplug.ParametricViewGenerator` usable
+alone: it says how many U(0, 1) numbers it draws per sample (``num_draws``), turns them into
+its named per-sample params (``params_from``), renders them with the batched ops of
+:mod:`augplug_image.functional` (``render``; differentiable in ``x`` and in its
+``continuous_params``), and checks its inputs. :class:`ImageViews` chains ops into one view:
+one RNG call for all of their draws (a launch per parameter would cost more than the whole view
+at CIFAR size) and, where a flip directly follows a crop, one warp for both. The recipes
+(``simclr``, ``byol``, ``colour``) are :class:`ImageViews` with fixed ops. Adding an op means
+adding one :class:`ImageOp` subclass.
 
-Stages run in a fixed order: crop (+ flip, one warp) -> flip -> colour jitter -> grayscale
--> blur -> solarize. A generator holds only the stages its recipe names, and its params hold
-one entry per parameter of those stages:
+The ops and their params (all (B,) unless noted):
 
-* ``crop_box`` (B, 4): ``(x0, y0, x1, y1)`` in input pixels, corners inclusive;
-* ``brightness``, ``contrast``, ``saturation`` (B,): factors; ``hue`` (B,): shift in turns;
-* ``blur_sigma`` (B,): Gaussian standard deviation in pixels;
-* ``flip_applied``, ``jitter_applied``, ``grayscale_applied``, ``blur_applied``,
-  ``solarize_applied`` (B,) bool: whether the stage acts on the sample.
+* :class:`RandomResizedCrop` - ``crop_box`` (B, 4): ``(x0, y0, x1, y1)`` in input pixels,
+  corners inclusive;
+* :class:`HorizontalFlip` - ``flip_applied``;
+* :class:`RandomAffine` - ``affine_angle`` (degrees), ``affine_translate`` (B, 2) pixels,
+  ``affine_scale``, ``affine_applied``;
+* :class:`ColourJitter` - ``brightness``, ``contrast``, ``saturation`` (factors), ``hue``
+  (turns), ``jitter_applied``;
+* :class:`Grayscale` - ``grayscale_applied``;
+* :class:`GaussianBlur` - ``blur_sigma`` (pixels), ``blur_applied``;
+* :class:`Solarize` - ``solarize_applied``;
+* :class:`Posterize` - ``posterize_bits`` (int64), ``posterize_applied``;
+* :class:`RandomErasing` - ``erase_box`` (B, 4): ``(x0, y0, width, height)`` whole pixels,
+  ``erase_applied``.
 
-Inputs: (B, C, H, W) float32 / bfloat16 / float16 / float64 with values in [0, 1]; uint8 is
-converted by ``x / 255`` to a float32 view. Colour stages need C = 3 and clamp to [0, 1];
-the geometric stages, blur and solarize take any channel count. The output keeps the input's
+``*_applied`` entries are bool. Inputs: (B, C, H, W) float32 / bfloat16 / float16 / float64
+with values in [0, 1]; uint8 is converted by ``x / 255`` to a float32 view. Colour ops need
+C = 3 and clamp to [0, 1]; the others take any channel count. The output keeps the input's
 dtype (float32 for uint8) and memory format (channels_last stays channels_last);
 half-precision inputs are computed in float32 and rounded once at the end.
 """
@@ -26,14 +37,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
+from torch import nn
 
 from augplug import rng
 from augplug.checks import (
     FLOAT_DTYPES,
-    check_in_range,
+    check_choice,
+    check_float,
+    check_int,
+    check_interval,
     check_positive,
     check_probability,
     check_tensor,
@@ -43,15 +58,16 @@ from augplug_image import functional
 
 __all__ = [
     "BYOLViews",
-    "BlurStage",
     "ColourJitter",
     "ColourViews",
-    "CropStage",
     "GaussianBlur",
     "Grayscale",
     "HorizontalFlip",
+    "ImageOp",
     "ImageViews",
-    "JitterStage",
+    "Posterize",
+    "RandomAffine",
+    "RandomErasing",
     "RandomResizedCrop",
     "SimCLRViews",
     "Solarize",
@@ -69,16 +85,6 @@ SMALL_IMAGE = 32
 _HUE_SPACES = ("hsv", "yiq")
 
 
-def _pair(value: object, name: str, *, low: float, high: float) -> tuple[float, float]:
-    if not isinstance(value, Sequence) or len(value) != 2:
-        raise ValueError(f"{name}: expected a pair (low, high), got {value!r}")
-    first = check_in_range(value[0], f"{name}[0]", low, high)
-    second = check_in_range(value[1], f"{name}[1]", low, high)
-    if first > second:
-        raise ValueError(f"{name}: expected low <= high, got {value!r}")
-    return first, second
-
-
 def _size(value: object, name: str) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -88,7 +94,9 @@ def _size(value: object, name: str) -> tuple[int, int] | None:
         or len(pair) != 2
         or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair)
     ):
-        raise ValueError(f"{name}: expected None, an int >= 1 or a pair (height, width), got {value!r}")
+        raise ValueError(
+            f"{name}: expected None, an int >= 1 or a pair (height, width), got {value!r}"
+        )
     return int(pair[0]), int(pair[1])
 
 
@@ -98,23 +106,125 @@ def _odd_kernel(length: int) -> int:
     return max(3, size if size % 2 else size + 1)
 
 
-@dataclass(frozen=True)
-class CropStage:
-    """RandomResizedCrop: area fraction ``scale``, aspect ratio ``ratio`` (log-uniform), output ``size``.
+def _kernel_size(value: object, name: str) -> int | None:
+    if value is not None and (check_int(value, name, minimum=1) % 2 == 0):
+        raise ValueError(f"{name}: expected None or an odd int >= 1, got {value!r}")
+    return value
 
-    ``size=None`` keeps the input's size; ``scale=None`` is (0.2, 1) for outputs of at most
-    32 px on the short side and (0.08, 1) otherwise.
+
+def _probabilities(**named: object) -> None:
+    # A recipe's own argument names in its errors (flip_p, not the op's p).
+    for name, value in named.items():
+        check_probability(value, name)
+
+
+def _applied(u: torch.Tensor, p: float) -> torch.Tensor:
+    return u < p
+
+
+class _CheckedParams:
+    """Read access to ``params`` that names a missing entry or a wrong batch size clearly."""
+
+    def __init__(self, params: Mapping[str, torch.Tensor], batch: int):
+        self.params, self.batch = params, batch
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.params:
+            raise ValueError(
+                f"params: missing {name!r}; expected the entries of sample(), got {sorted(self.params)}"
+            )
+        value = self.params[name]
+        if not isinstance(value, torch.Tensor) or value.ndim == 0 or value.shape[0] != self.batch:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(
+                f"params[{name!r}]: expected a tensor with batch size {self.batch}, got {got}"
+            )
+        return value
+
+
+class ImageOp(ParametricViewGenerator):
+    """One image op: its draws, its params and its rendering; a view generator on its own.
+
+    Subclasses set ``num_draws`` (U(0, 1) numbers per sample), ``continuous_params`` and
+    ``needs_rgb``, and implement :meth:`params_from` and :meth:`render`; ``sample``,
+    ``apply``, input checks and dtype / layout handling are shared.
     """
 
-    size: tuple[int, int] | None = None
-    scale: tuple[float, float] | None = None
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    input_layout = "(B, C, H, W)"
+    num_draws: int = 1
+    needs_rgb: bool = False
 
-    def __post_init__(self):
-        object.__setattr__(self, "size", _size(self.size, "size"))
-        if self.scale is not None:
-            object.__setattr__(self, "scale", _pair(self.scale, "scale", low=1e-6, high=1.0))
-        object.__setattr__(self, "ratio", _pair(self.ratio, "ratio", low=1e-3, high=1e3))
+    def params_from(self, draws: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Params from ``draws`` (B, ``num_draws``) of U(0, 1) for the batch ``x``."""
+        raise NotImplementedError
+
+    def render(self, x: torch.Tensor, params: _CheckedParams) -> torch.Tensor:
+        """The op on a float batch (float32 or float64) with the given params."""
+        raise NotImplementedError
+
+    def _check_input(self, x: object) -> torch.Tensor:
+        x = check_tensor(
+            x, "x", ndim=4, dtypes=(*FLOAT_DTYPES, torch.uint8), layout=self.input_layout
+        )
+        if self.needs_rgb and x.shape[1] != 3:
+            raise ValueError(
+                f"x: expected 3 (RGB) channels for colour jitter / grayscale, got shape {tuple(x.shape)}"
+            )
+        return x
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
+        """Draw the per-sample params on ``x``'s device (float32 values, bool masks), one RNG call."""
+        x = self._check_input(x)
+        draws = rng.uniform(
+            (x.shape[0], self.num_draws), 0.0, 1.0, device=x.device, generator=generator
+        )
+        return Params(self.params_from(draws, x))
+
+    def apply(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Render the view given by ``params`` (from :meth:`sample`); differentiable in ``x`` and the floats."""
+        x = self._check_input(x)
+        out_dtype = torch.float32 if x.dtype == torch.uint8 else x.dtype
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        if x.dtype == torch.uint8:
+            out = x.to(torch.float32) / 255
+        elif x.dtype in (torch.float16, torch.bfloat16):
+            out = x.to(torch.float32)  # one rounding at the end instead of one per step
+        else:
+            out = x
+        out = self.render(out, _CheckedParams(params, x.shape[0])).to(out_dtype)
+        if channels_last:
+            out = out.contiguous(memory_format=torch.channels_last)
+        return out
+
+
+class RandomResizedCrop(ImageOp):
+    """RandomResizedCrop: area fraction ``scale``, log-uniform aspect ``ratio``, resized to ``size``.
+
+    torchvision's / Kornia's rule (up to :data:`CROP_ATTEMPTS` tries, then the whole image at the
+    nearest allowed ratio; see :func:`sample_crop_boxes`), bilinear with ``align_corners=True``
+    as ``kornia.geometry.transform.crop_and_resize``. The box stays continuous, so the view is
+    differentiable in ``crop_box``.
+
+    Args:
+        size: output (height, width) or one int; ``None`` keeps the input's size.
+        scale: area range; ``None`` is (0.2, 1) for outputs of at most 32 px on the short side
+            and (0.08, 1) otherwise (SimCLR).
+        ratio: aspect-ratio range, default (3/4, 4/3).
+    """
+
+    num_draws = CROP_DRAWS
+    continuous_params = ("crop_box",)
+
+    def __init__(
+        self,
+        size: Size | None = None,
+        scale: tuple[float, float] | None = None,
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    ):
+        super().__init__()
+        self.size = _size(size, "size")
+        self.scale = None if scale is None else check_interval(scale, "scale", low=1e-6, high=1.0)
+        self.ratio = check_interval(ratio, "ratio", low=1e-3, high=1e3)
 
     def output_size(self, x: torch.Tensor) -> tuple[int, int]:
         return self.size if self.size is not None else (x.shape[-2], x.shape[-1])
@@ -124,25 +234,113 @@ class CropStage:
             return self.scale
         return (0.2, 1.0) if min(output_size) <= SMALL_IMAGE else (0.08, 1.0)
 
+    def params_from(self, draws, x):
+        height, width = x.shape[-2:]
+        scale = self.scale_for(self.output_size(x))
+        return {"crop_box": sample_crop_boxes(draws, height, width, scale, self.ratio)}
 
-@dataclass(frozen=True)
-class JitterStage:
-    """Colour jitter: factors U(1 - s, 1 + s) (floored at 0), hue U(-hue, hue) turns, with probability ``p``."""
+    def render(self, x, params, flip: torch.Tensor | None = None):
+        """``flip`` (B,) bool mirrors the crop in the same warp (see :class:`ImageViews`)."""
+        return functional.resized_crop(x, params["crop_box"], self.output_size(x), flip)
 
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.4
-    hue: float = 0.1
-    p: float = 0.8
-    hue_space: str = "hsv"
 
-    def __post_init__(self):
-        for name in ("brightness", "contrast", "saturation"):
-            check_positive(getattr(self, name), name, allow_zero=True)
-        check_in_range(self.hue, "hue", 0.0, 0.5)
-        check_probability(self.p, "p")
-        if self.hue_space not in _HUE_SPACES:
-            raise ValueError(f"hue_space: expected one of {list(_HUE_SPACES)}, got {self.hue_space!r}")
+class HorizontalFlip(ImageOp):
+    """Horizontal flip with probability ``p`` (default 0.5); right after a crop it costs nothing."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        self.p = check_probability(p, "p")
+
+    def params_from(self, draws, x):
+        return {"flip_applied": _applied(draws[:, 0], self.p)}
+
+    def render(self, x, params):
+        return functional.horizontal_flip(x, params["flip_applied"])
+
+
+class RandomAffine(ImageOp):
+    """Small random rotation / scale / shift with probability ``p``, zeros outside the image.
+
+    ``kornia.augmentation.RandomAffine``'s sampling and geometry without shear: angle
+    U(-degrees, degrees), shift U(-t W, t W) x U(-t H, t H) pixels for ``translate=(t_x, t_y)``,
+    isotropic scale U(scale); bilinear, ``align_corners=False``, rendered with four gathers
+    (differentiable twice) by :func:`functional.affine`. Continuous in all three parameters.
+
+    Args:
+        degrees: largest rotation in degrees (default 10: the small angles SSL recipes use).
+        translate: largest shift as a fraction of (width, height); default (0, 0).
+        scale: isotropic scale range; default (1, 1).
+        p: probability (default 0.5).
+    """
+
+    num_draws = 5
+    continuous_params = ("affine_angle", "affine_translate", "affine_scale")
+
+    def __init__(
+        self,
+        degrees: float = 10.0,
+        translate: tuple[float, float] = (0.0, 0.0),
+        scale: tuple[float, float] = (1.0, 1.0),
+        p: float = 0.5,
+    ):
+        super().__init__()
+        self.degrees = check_float(degrees, "degrees", low=0.0, high=180.0)
+        if isinstance(translate, str) or not isinstance(translate, Sequence) or len(translate) != 2:
+            raise ValueError(
+                f"translate: expected a pair (fraction of width, of height), got {translate!r}"
+            )
+        self.translate = tuple(
+            check_float(t, f"translate[{i}]", low=0.0, high=1.0) for i, t in enumerate(translate)
+        )
+        self.scale = check_interval(scale, "scale", low=1e-3, high=1e3)
+        self.p = check_probability(p, "p")
+
+    def params_from(self, draws, x):
+        height, width = x.shape[-2:]
+        limits = draws.new_tensor((self.translate[0] * width, self.translate[1] * height))
+        return {
+            "affine_angle": self.degrees * (2 * draws[:, 0] - 1),
+            "affine_translate": limits * (2 * draws[:, 1:3] - 1),
+            "affine_scale": self.scale[0] + (self.scale[1] - self.scale[0]) * draws[:, 3],
+            "affine_applied": _applied(draws[:, 4], self.p),
+        }
+
+    def render(self, x, params):
+        warped = functional.affine(
+            x, params["affine_angle"], params["affine_translate"], params["affine_scale"]
+        )
+        return torch.where(params["affine_applied"].reshape(-1, 1, 1, 1), warped, x)
+
+
+class ColourJitter(ImageOp):
+    """Colour jitter with probability ``p``: brightness, contrast, saturation, then hue (fixed order).
+
+    Factors U(1 - s, 1 + s) (floored at 0), hue U(-hue, hue) turns, the steps of
+    ``kornia.augmentation.ColorJitter(order=(0, 1, 2, 3))``. ``hue_space`` "hsv" is Kornia's
+    (and torchvision's) hue shift, "yiq" a rotation of the chroma plane that is smooth in the
+    parameter (the invariance regulariser's reference). Defaults: SimCLR's 0.4/0.4/0.4/0.1, p 0.8.
+    """
+
+    num_draws = 5
+    needs_rgb = True
+    continuous_params = ("brightness", "contrast", "saturation", "hue")
+
+    def __init__(
+        self,
+        brightness: float = 0.4,
+        contrast: float = 0.4,
+        saturation: float = 0.4,
+        hue: float = 0.1,
+        p: float = 0.8,
+        hue_space: str = "hsv",
+    ):
+        super().__init__()
+        self.brightness = check_positive(brightness, "brightness", allow_zero=True)
+        self.contrast = check_positive(contrast, "contrast", allow_zero=True)
+        self.saturation = check_positive(saturation, "saturation", allow_zero=True)
+        self.hue = check_float(hue, "hue", low=0.0, high=0.5)
+        self.p = check_probability(p, "p")
+        self.hue_space = check_choice(hue_space, "hue_space", _HUE_SPACES)
 
     def ranges(self) -> dict[str, tuple[float, float]]:
         factors = {n: getattr(self, n) for n in ("brightness", "contrast", "saturation")}
@@ -150,26 +348,234 @@ class JitterStage:
         ranges["hue"] = (-self.hue, self.hue)
         return ranges
 
+    def params_from(self, draws, x):
+        params = {
+            name: low + (high - low) * draws[:, i]
+            for i, (name, (low, high)) in enumerate(self.ranges().items())
+        }
+        params["jitter_applied"] = _applied(draws[:, 4], self.p)
+        return params
 
-@dataclass(frozen=True)
-class BlurStage:
-    """Gaussian blur with sigma U(sigma) pixels, probability ``p``; ``kernel_size=None`` is 10% of the side (odd, >= 3)."""
+    def render(self, x, params):
+        jittered = functional.colour_jitter(
+            x,
+            params["brightness"],
+            params["contrast"],
+            params["saturation"],
+            params["hue"],
+            hue_space=self.hue_space,
+        )
+        return torch.where(params["jitter_applied"].reshape(-1, 1, 1, 1), jittered, x)
 
-    sigma: tuple[float, float] = (0.1, 2.0)
-    p: float = 0.5
-    kernel_size: int | None = None
 
-    def __post_init__(self):
-        object.__setattr__(self, "sigma", _pair(self.sigma, "sigma", low=1e-3, high=1e3))
-        check_probability(self.p, "p")
-        k = self.kernel_size
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0):
-            raise ValueError(f"kernel_size: expected None or an odd int >= 1, got {k!r}")
+class Grayscale(ImageOp):
+    """Grayscale (BT.601 luma on all three channels) with probability ``p`` (default 0.2)."""
+
+    needs_rgb = True
+
+    def __init__(self, p: float = 0.2):
+        super().__init__()
+        self.p = check_probability(p, "p")
+
+    def params_from(self, draws, x):
+        return {"grayscale_applied": _applied(draws[:, 0], self.p)}
+
+    def render(self, x, params):
+        return functional.grayscale(x, params["grayscale_applied"])
+
+
+class GaussianBlur(ImageOp):
+    """Gaussian blur, sigma U(``sigma``) pixels (default 0.1-2) with probability ``p`` (0.5).
+
+    ``kernel_size=None`` is 10% of each side (odd, >= 3) as SimCLR; reflect borders as
+    ``kornia.filters.gaussian_blur2d``. Continuous in ``blur_sigma``.
+    """
+
+    num_draws = 2
+    continuous_params = ("blur_sigma",)
+
+    def __init__(
+        self,
+        sigma: tuple[float, float] = (0.1, 2.0),
+        p: float = 0.5,
+        kernel_size: int | None = None,
+    ):
+        super().__init__()
+        self.sigma = check_interval(sigma, "sigma", low=1e-3, high=1e3)
+        self.p = check_probability(p, "p")
+        self.kernel_size = _kernel_size(kernel_size, "kernel_size")
 
     def kernel_for(self, height: int, width: int) -> tuple[int, int]:
         if self.kernel_size is not None:
             return self.kernel_size, self.kernel_size
         return _odd_kernel(height), _odd_kernel(width)
+
+    def params_from(self, draws, x):
+        low, high = self.sigma
+        return {
+            "blur_sigma": low + (high - low) * draws[:, 0],
+            "blur_applied": _applied(draws[:, 1], self.p),
+        }
+
+    def render(self, x, params):
+        height, width = x.shape[-2:]
+        kernel = self.kernel_for(height, width)
+        if kernel[0] // 2 >= height or kernel[1] // 2 >= width:
+            raise ValueError(
+                f"x: a {kernel[0]}x{kernel[1]} blur kernel needs images larger than half of it "
+                f"(reflect padding), got {height}x{width}"
+            )
+        blurred = functional.gaussian_blur(x, params["blur_sigma"], kernel)
+        return torch.where(params["blur_applied"].reshape(-1, 1, 1, 1), blurred, x)
+
+
+class Solarize(ImageOp):
+    """Solarisation (invert values >= ``threshold``, default 0.5) with probability ``p`` (0.2, BYOL)."""
+
+    def __init__(self, p: float = 0.2, threshold: float = 0.5):
+        super().__init__()
+        self.p = check_probability(p, "p")
+        self.threshold = check_probability(threshold, "threshold")
+
+    def params_from(self, draws, x):
+        return {"solarize_applied": _applied(draws[:, 0], self.p)}
+
+    def render(self, x, params):
+        return functional.solarize(x, params["solarize_applied"], self.threshold)
+
+
+class Posterize(ImageOp):
+    """Keep the top ``bits`` of each 8-bit value, with probability ``p`` (default 0.5).
+
+    ``kornia.augmentation.RandomPosterize``'s sampling and rendering: bits ``int(U(low, high))``
+    for ``bits=(low, high)``, an int ``b`` meaning (b, 8) (default 3, so 3 to 7 bits kept), and
+    ``kornia.enhance.posterize`` (see :func:`functional.posterize`). A step function: no
+    continuous params.
+    """
+
+    num_draws = 2
+
+    def __init__(self, bits: int | tuple[int, int] = 3, p: float = 0.5):
+        super().__init__()
+        if isinstance(bits, Sequence):
+            self.bits = check_interval(bits, "bits", low=0, high=8)
+        else:
+            self.bits = (float(check_int(bits, "bits", minimum=0, maximum=8)), 8.0)
+        self.p = check_probability(p, "p")
+
+    def params_from(self, draws, x):
+        low, high = self.bits
+        return {
+            "posterize_bits": (low + (high - low) * draws[:, 0]).to(torch.int64),
+            "posterize_applied": _applied(draws[:, 1], self.p),
+        }
+
+    def render(self, x, params):
+        return functional.posterize(x, params["posterize_bits"], params["posterize_applied"])
+
+
+class RandomErasing(ImageOp):
+    """Random erasing (cutout) of one rectangle, filled with ``value``, with probability ``p``.
+
+    ``kornia.augmentation.RandomErasing``'s sampling: area U(``scale``) of the image, aspect
+    ratio (height / width) U(ratio_low, 1) or U(1, ratio_high) with equal odds when the range
+    spans 1 (else U(ratio)), sides rounded and clipped to the image, the corner uniform over the
+    positions that keep the box inside. Defaults: Kornia's / torchvision's scale (0.02, 0.33),
+    ratio (0.3, 3.3), value 0, p 0.5. A hard mask: no continuous params.
+    """
+
+    num_draws = 6
+
+    def __init__(
+        self,
+        scale: tuple[float, float] = (0.02, 0.33),
+        ratio: tuple[float, float] = (0.3, 3.3),
+        value: float = 0.0,
+        p: float = 0.5,
+    ):
+        super().__init__()
+        self.scale = check_interval(scale, "scale", low=0.0, high=1.0)
+        self.ratio = check_interval(ratio, "ratio", low=1e-3, high=1e3)
+        self.value = check_float(value, "value")
+        self.p = check_probability(p, "p")
+
+    def params_from(self, draws, x):
+        height, width = x.shape[-2:]
+        area = (self.scale[0] + (self.scale[1] - self.scale[0]) * draws[:, 0]) * (height * width)
+        low, high = self.ratio
+        if low < 1.0 < high:  # as Kornia: below and above 1 equally often, whatever the range
+            below = low + (1.0 - low) * draws[:, 2]
+            above = 1.0 + (high - 1.0) * draws[:, 2]
+            aspect = torch.where(draws[:, 1] < 0.5, below, above)
+        else:
+            aspect = low + (high - low) * draws[:, 2]
+        box_h = torch.round(torch.sqrt(area * aspect)).clamp(1.0, height)
+        box_w = torch.round(torch.sqrt(area / aspect)).clamp(1.0, width)
+        x0 = torch.floor(draws[:, 3] * (width - box_w + 1)).clamp(max=width - box_w)
+        y0 = torch.floor(draws[:, 4] * (height - box_h + 1)).clamp(max=height - box_h)
+        return {
+            "erase_box": torch.stack((x0, y0, box_w, box_h), -1),
+            "erase_applied": _applied(draws[:, 5], self.p),
+        }
+
+    def render(self, x, params):
+        return functional.erase(x, params["erase_box"], params["erase_applied"], self.value)
+
+
+class ImageViews(ImageOp):
+    """Random image views made of the given ops, in the given order, fused.
+
+    One RNG call draws every op's numbers; a :class:`HorizontalFlip` right after a
+    :class:`RandomResizedCrop` is rendered by the crop's warp (mirroring a crop is sampling its
+    box from right to left, so it costs nothing). Params are the union of the ops' params, so
+    each op type may appear once. The recipes below are this class with fixed ops.
+
+    Args:
+        ops: the :class:`ImageOp` s, e.g. ``[RandomResizedCrop(32), HorizontalFlip(),
+            RandomAffine(10), ColourJitter(), Grayscale(), RandomErasing()]``.
+    """
+
+    def __init__(self, ops: Sequence[ImageOp]):
+        super().__init__()
+        if isinstance(ops, ImageOp) or not isinstance(ops, Sequence) or len(ops) == 0:
+            raise TypeError(f"ops: expected a non-empty list of ImageOp, got {ops!r}")
+        seen: set[type] = set()
+        for i, op in enumerate(ops):
+            if not isinstance(op, ImageOp) or isinstance(op, ImageViews):
+                raise TypeError(
+                    f"ops[{i}]: expected an ImageOp such as RandomResizedCrop(), got {op!r}"
+                )
+            if type(op) in seen:
+                raise ValueError(
+                    f"ops[{i}]: {type(op).__name__} appears twice; its params would collide"
+                )
+            seen.add(type(op))
+        self.ops = nn.ModuleList(ops)
+        self.num_draws = sum(op.num_draws for op in ops)
+        self.needs_rgb = any(op.needs_rgb for op in ops)
+        self.continuous_params = tuple(name for op in ops for name in op.continuous_params)
+
+    def params_from(self, draws, x):
+        params: dict[str, torch.Tensor] = {}
+        start = 0
+        for op in self.ops:
+            params.update(op.params_from(draws[:, start : start + op.num_draws], x))
+            start += op.num_draws
+        return params
+
+    def render(self, x, params):
+        ops = list(self.ops)
+        index = 0
+        while index < len(ops):
+            op = ops[index]
+            following = ops[index + 1] if index + 1 < len(ops) else None
+            if isinstance(op, RandomResizedCrop) and isinstance(following, HorizontalFlip):
+                x = op.render(x, params, flip=params["flip_applied"])
+                index += 2
+            else:
+                x = op.render(x, params)
+                index += 1
+        return x
 
 
 def sample_crop_boxes(
@@ -210,162 +616,6 @@ def sample_crop_boxes(
     return torch.stack((x0, y0, x0 + crop_w - 1, y0 + crop_h - 1), -1)
 
 
-class ImageViews(ParametricViewGenerator):
-    """Random image views made of the stages given (``None`` leaves a stage out).
-
-    The recipes and single ops below are this class with fixed stages; build one directly to
-    combine stages in a single fused pass (e.g. crop + flip in one warp).
-    """
-
-    input_layout = "(B, C, H, W)"
-
-    def __init__(
-        self,
-        *,
-        crop: CropStage | None = None,
-        flip_p: float | None = None,
-        jitter: JitterStage | None = None,
-        grayscale_p: float | None = None,
-        blur: BlurStage | None = None,
-        solarize_p: float | None = None,
-        solarize_threshold: float = 0.5,
-    ):
-        super().__init__()
-        self.crop = crop
-        self.flip_p = None if flip_p is None else check_probability(flip_p, "flip_p")
-        self.jitter = jitter
-        self.grayscale_p = None if grayscale_p is None else check_probability(grayscale_p, "grayscale_p")
-        self.blur = blur
-        self.solarize_p = None if solarize_p is None else check_probability(solarize_p, "solarize_p")
-        self.solarize_threshold = check_probability(solarize_threshold, "solarize_threshold")
-        continuous = []
-        if crop is not None:
-            continuous.append("crop_box")
-        if jitter is not None:
-            continuous += ["brightness", "contrast", "saturation", "hue"]
-        if blur is not None:
-            continuous.append("blur_sigma")
-        self.continuous_params = tuple(continuous)
-
-    @property
-    def needs_rgb(self) -> bool:
-        return self.jitter is not None or self.grayscale_p is not None
-
-    def _check_input(self, x: object) -> torch.Tensor:
-        x = check_tensor(x, "x", ndim=4, dtypes=(*FLOAT_DTYPES, torch.uint8), layout=self.input_layout)
-        if self.needs_rgb and x.shape[1] != 3:
-            raise ValueError(
-                f"x: expected 3 (RGB) channels for colour jitter / grayscale, got shape {tuple(x.shape)}"
-            )
-        return x
-
-    @property
-    def num_draws(self) -> int:
-        """U(0, 1) numbers drawn per sample: one per parameter (and :data:`CROP_DRAWS` per crop)."""
-        return (
-            (CROP_DRAWS if self.crop is not None else 0)
-            + (self.flip_p is not None)
-            + (5 if self.jitter is not None else 0)
-            + (self.grayscale_p is not None)
-            + (2 if self.blur is not None else 0)
-            + (self.solarize_p is not None)
-        )
-
-    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
-        """Draw every stage's per-sample parameters on ``x``'s device (float32 values, bool masks)."""
-        x = self._check_input(x)
-        # One RNG call for every parameter of every stage: a launch per parameter would cost
-        # more than the whole view at CIFAR size.
-        draws = rng.uniform((x.shape[0], self.num_draws), 0.0, 1.0, device=x.device, generator=generator)
-        cursor = 0
-
-        def take(count: int = 1) -> torch.Tensor:
-            nonlocal cursor
-            cursor += count
-            return draws[:, cursor - 1] if count == 1 else draws[:, cursor - count : cursor]
-
-        def uniform(low: float, high: float) -> torch.Tensor:
-            return low + (high - low) * take()
-
-        params = Params()
-        if self.crop is not None:
-            height, width = x.shape[-2:]
-            scale = self.crop.scale_for(self.crop.output_size(x))
-            params["crop_box"] = sample_crop_boxes(take(CROP_DRAWS), height, width, scale, self.crop.ratio)
-        if self.flip_p is not None:
-            params["flip_applied"] = take() < self.flip_p
-        if self.jitter is not None:
-            for name, (low, high) in self.jitter.ranges().items():
-                params[name] = uniform(low, high)
-            params["jitter_applied"] = take() < self.jitter.p
-        if self.grayscale_p is not None:
-            params["grayscale_applied"] = take() < self.grayscale_p
-        if self.blur is not None:
-            params["blur_sigma"] = uniform(*self.blur.sigma)
-            params["blur_applied"] = take() < self.blur.p
-        if self.solarize_p is not None:
-            params["solarize_applied"] = take() < self.solarize_p
-        return params
-
-    def _param(self, params: Mapping[str, torch.Tensor], name: str, x: torch.Tensor) -> torch.Tensor:
-        if name not in params:
-            raise ValueError(f"params: missing {name!r}; expected the entries of sample(), got {sorted(params)}")
-        value = params[name]
-        if not isinstance(value, torch.Tensor) or value.ndim == 0 or value.shape[0] != x.shape[0]:
-            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise ValueError(f"params[{name!r}]: expected a tensor with batch size {x.shape[0]}, got {got}")
-        return value
-
-    def apply(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Render the view given by ``params`` (from :meth:`sample`); differentiable in ``x`` and the floats."""
-        x = self._check_input(x)
-        out_dtype = torch.float32 if x.dtype == torch.uint8 else x.dtype
-        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        if x.dtype == torch.uint8:
-            out = x.to(torch.float32) / 255
-        elif x.dtype in (torch.float16, torch.bfloat16):
-            out = x.to(torch.float32)  # one rounding at the end instead of one per step
-        else:
-            out = x
-
-        def param(name: str) -> torch.Tensor:
-            return self._param(params, name, x)
-
-        flip = param("flip_applied") if self.flip_p is not None else None
-        if self.crop is not None:
-            out = functional.resized_crop(out, param("crop_box"), self.crop.output_size(x), flip)
-        elif flip is not None:
-            out = functional.horizontal_flip(out, flip)
-        if self.jitter is not None:
-            jittered = functional.colour_jitter(
-                out,
-                param("brightness"),
-                param("contrast"),
-                param("saturation"),
-                param("hue"),
-                hue_space=self.jitter.hue_space,
-            )
-            out = torch.where(param("jitter_applied").reshape(-1, 1, 1, 1), jittered, out)
-        if self.grayscale_p is not None:
-            out = functional.grayscale(out, param("grayscale_applied"))
-        if self.blur is not None:
-            height, width = out.shape[-2:]
-            kernel = self.blur.kernel_for(height, width)
-            if kernel[0] // 2 >= height or kernel[1] // 2 >= width:
-                raise ValueError(
-                    f"x: a {kernel[0]}x{kernel[1]} blur kernel needs images larger than half of it "
-                    f"(reflect padding), got {height}x{width}"
-                )
-            blurred = functional.gaussian_blur(out, param("blur_sigma"), kernel)
-            out = torch.where(param("blur_applied").reshape(-1, 1, 1, 1), blurred, out)
-        if self.solarize_p is not None:
-            out = functional.solarize(out, param("solarize_applied"), self.solarize_threshold)
-        out = out.to(out_dtype)
-        if channels_last:
-            out = out.contiguous(memory_format=torch.channels_last)
-        return out
-
-
 class SimCLRViews(ImageViews):
     """SimCLR augmentation (Chen et al. 2020, appendix A), per sample on the batch's device.
 
@@ -392,12 +642,17 @@ class SimCLRViews(ImageViews):
         blur_p: float = 0.5,
         blur_kernel_size: int | None = None,
     ):
+        _probabilities(flip_p=flip_p, jitter_p=jitter_p, grayscale_p=grayscale_p, blur_p=blur_p)
+        check_interval(blur_sigma, "blur_sigma", low=1e-3, high=1e3)
+        _kernel_size(blur_kernel_size, "blur_kernel_size")
         super().__init__(
-            crop=CropStage(size, scale, ratio),
-            flip_p=flip_p,
-            jitter=JitterStage(brightness, contrast, saturation, hue, jitter_p),
-            grayscale_p=grayscale_p,
-            blur=BlurStage(blur_sigma, blur_p, blur_kernel_size),
+            [
+                RandomResizedCrop(size, scale, ratio),
+                HorizontalFlip(flip_p),
+                ColourJitter(brightness, contrast, saturation, hue, jitter_p),
+                Grayscale(grayscale_p),
+                GaussianBlur(blur_sigma, blur_p, blur_kernel_size),
+            ]
         )
 
 
@@ -410,6 +665,9 @@ class BYOLViews(ImageViews):
     solarize (threshold 0.5) p 0.2.
     """
 
+    #: A small instance for the conformance kit (``augplug.testing``): ``branch`` has no default.
+    example_kwargs: ClassVar[dict[str, int]] = {"branch": 0}
+
     def __init__(
         self,
         branch: int,
@@ -419,12 +677,14 @@ class BYOLViews(ImageViews):
         if isinstance(branch, bool) or not isinstance(branch, int) or branch not in (0, 1):
             raise ValueError(f"branch: expected 0 or 1, got {branch!r}")
         super().__init__(
-            crop=CropStage(size, scale),
-            flip_p=0.5,
-            jitter=JitterStage(0.4, 0.4, 0.2, 0.1, 0.8),
-            grayscale_p=0.2,
-            blur=BlurStage((0.1, 2.0), (1.0, 0.1)[branch]),
-            solarize_p=(0.0, 0.2)[branch],
+            [
+                RandomResizedCrop(size, scale),
+                HorizontalFlip(0.5),
+                ColourJitter(0.4, 0.4, 0.2, 0.1, 0.8),
+                Grayscale(0.2),
+                GaussianBlur((0.1, 2.0), (1.0, 0.1)[branch]),
+                Solarize((0.0, 0.2)[branch]),
+            ]
         )
         self.branch = branch
 
@@ -440,68 +700,11 @@ class ColourViews(ImageViews):
     """
 
     def __init__(self, strength: float = 0.5, jitter_p: float = 0.8, grayscale_p: float = 0.2):
-        strength = check_in_range(strength, "strength", 0.0, 1.25)  # keeps factors >= 0
+        s = check_float(strength, "strength", low=0.0, high=1.25)  # keeps factors >= 0
+        _probabilities(jitter_p=jitter_p, grayscale_p=grayscale_p)
         super().__init__(
-            jitter=JitterStage(0.8 * strength, 0.8 * strength, 0.8 * strength, 0.2 * strength, jitter_p, "yiq"),
-            grayscale_p=grayscale_p,
+            [
+                ColourJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, jitter_p, "yiq"),
+                Grayscale(grayscale_p),
+            ]
         )
-
-
-class RandomResizedCrop(ImageViews):
-    """RandomResizedCrop alone: ``size`` (``None``: input size), ``scale`` (default as SimCLR), ``ratio`` 3/4-4/3."""
-
-    def __init__(
-        self,
-        size: Size | None = None,
-        scale: tuple[float, float] | None = None,
-        ratio: tuple[float, float] = (3 / 4, 4 / 3),
-    ):
-        super().__init__(crop=CropStage(size, scale, ratio))
-
-
-class HorizontalFlip(ImageViews):
-    """Horizontal flip with probability ``p`` (default 0.5)."""
-
-    def __init__(self, p: float = 0.5):
-        super().__init__(flip_p=p)
-
-
-class ColourJitter(ImageViews):
-    """Colour jitter alone (defaults: SimCLR's 0.4/0.4/0.4/0.1, p 0.8; ``hue_space`` "hsv" as Kornia, or "yiq")."""
-
-    def __init__(
-        self,
-        brightness: float = 0.4,
-        contrast: float = 0.4,
-        saturation: float = 0.4,
-        hue: float = 0.1,
-        p: float = 0.8,
-        hue_space: str = "hsv",
-    ):
-        super().__init__(jitter=JitterStage(brightness, contrast, saturation, hue, p, hue_space))
-
-
-class Grayscale(ImageViews):
-    """Grayscale (BT.601 luma on all three channels) with probability ``p`` (default 0.2)."""
-
-    def __init__(self, p: float = 0.2):
-        super().__init__(grayscale_p=p)
-
-
-class GaussianBlur(ImageViews):
-    """Gaussian blur, sigma U(``sigma``) (default 0.1-2), probability ``p`` (0.5), kernel 10% of the side unless given."""
-
-    def __init__(
-        self,
-        sigma: tuple[float, float] = (0.1, 2.0),
-        p: float = 0.5,
-        kernel_size: int | None = None,
-    ):
-        super().__init__(blur=BlurStage(sigma, p, kernel_size))
-
-
-class Solarize(ImageViews):
-    """Solarisation (invert values >= ``threshold``, default 0.5) with probability ``p`` (0.2, BYOL)."""
-
-    def __init__(self, p: float = 0.2, threshold: float = 0.5):
-        super().__init__(solarize_p=p, solarize_threshold=threshold)

@@ -45,7 +45,12 @@ def test_simclr_parameters_follow_the_recipe():
         assert_uniform(params[name], 0.6, 1.4)
     assert_uniform(params["hue"], -0.1, 0.1)
     assert_uniform(params["blur_sigma"], 0.1, 2.0)
-    for name, p in [("flip_applied", 0.5), ("jitter_applied", 0.8), ("grayscale_applied", 0.2), ("blur_applied", 0.5)]:
+    for name, p in [
+        ("flip_applied", 0.5),
+        ("jitter_applied", 0.8),
+        ("grayscale_applied", 0.2),
+        ("blur_applied", 0.5),
+    ]:
         assert_frequency(params[name], p)
 
 
@@ -59,7 +64,14 @@ def test_byol_branches_are_asymmetric(branch, blur_p, solarize_p):
 
 def test_colour_recipe_follows_the_invariance_reference():
     params = draw("colour")
-    assert set(params) == {"brightness", "contrast", "saturation", "hue", "jitter_applied", "grayscale_applied"}
+    assert set(params) == {
+        "brightness",
+        "contrast",
+        "saturation",
+        "hue",
+        "jitter_applied",
+        "grayscale_applied",
+    }
     for name in ("brightness", "contrast", "saturation"):
         assert_uniform(params[name], 0.6, 1.4)
     assert_uniform(params["hue"], -0.1, 0.1)
@@ -90,7 +102,12 @@ def test_default_scale_is_0_2_for_small_outputs_else_0_08(size, smallest):
     fraction = w * h / (64 * 48)
     assert fraction.min() >= smallest - 1e-6 and fraction.max() <= 1 + 1e-6
     assert fraction.min() < smallest + 0.01  # the lower end is reached
-    assert (x0 >= 0).all() and (y0 >= 0).all() and (x0 + w <= 48 + 1e-4).all() and (y0 + h <= 64 + 1e-4).all()
+    assert (
+        (x0 >= 0).all()
+        and (y0 >= 0).all()
+        and (x0 + w <= 48 + 1e-4).all()
+        and (y0 + h <= 64 + 1e-4).all()
+    )
     ratio = w / h
     fits = (ratio >= 3 / 4 - 1e-4) & (ratio <= 4 / 3 + 1e-4)
     assert fits.all()  # a 4:3 image always has an allowed ratio, so even fallbacks satisfy it

@@ -27,7 +27,10 @@ def sampled(name, kwargs, seed=0, applied=True, dtype=torch.float64, shape=(2, 3
     params = view.sample(x, torch.Generator().manual_seed(seed + 1))
     # Every stage on, so every parameter reaches the output (masks are not differentiable).
     params = augplug.Params(
-        {k: torch.full_like(v, applied) if k.endswith("_applied") else v.to(dtype) for k, v in params.items()}
+        {
+            k: torch.full_like(v, applied) if k.endswith("_applied") else v.to(dtype)
+            for k, v in params.items()
+        }
     )
     return view, x, params
 
@@ -65,7 +68,12 @@ def test_parameters_of_samples_whose_stage_is_off_get_zero_gradient():
 
 @pytest.mark.parametrize(
     ("name", "kwargs"),
-    [("colour", {}), ("colour_jitter", {}), ("gaussian_blur", {"kernel_size": 3}), ("random_resized_crop", {"size": 3})],
+    [
+        ("colour", {}),
+        ("colour_jitter", {}),
+        ("gaussian_blur", {"kernel_size": 3}),
+        ("random_resized_crop", {"size": 3}),
+    ],
 )
 def test_second_derivatives_match_finite_differences(name, kwargs):
     """The invariance regulariser differentiates d(view)/d(params) again (double backprop)."""

@@ -49,7 +49,12 @@ def sample_and_apply(name, x, seed, **kwargs):
 def box_corners(box):
     x0, y0, x1, y1 = box.double().unbind(-1)
     return torch.stack(
-        (torch.stack((x0, y0), -1), torch.stack((x1, y0), -1), torch.stack((x1, y1), -1), torch.stack((x0, y1), -1)),
+        (
+            torch.stack((x0, y0), -1),
+            torch.stack((x1, y0), -1),
+            torch.stack((x1, y1), -1),
+            torch.stack((x0, y1), -1),
+        ),
         1,
     )
 
@@ -68,9 +73,13 @@ def test_random_resized_crop_matches_kornia_crop_and_resize(dtype, shape, seed, 
 @given(shape=shapes, seed=seeds)
 def test_simclr_crop_and_flip_in_one_warp_matches_crop_then_hflip(shape, seed):
     x = batch(shape, seed, torch.float64)
-    view = augplug.create("views", "simclr", size=(5, 7), jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, flip_p=0.5)
+    view = augplug.create(
+        "views", "simclr", size=(5, 7), jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, flip_p=0.5
+    )
     params = view.sample(x, torch.Generator().manual_seed(seed))
-    crop = kornia.geometry.transform.crop_and_resize(x, box_corners(params["crop_box"]), (5, 7), align_corners=True)
+    crop = kornia.geometry.transform.crop_and_resize(
+        x, box_corners(params["crop_box"]), (5, 7), align_corners=True
+    )
     reference = masked(params["flip_applied"], kornia.geometry.transform.hflip(crop), crop)
     assert_close_to(view.apply(x, params), reference, torch.float64)
 
@@ -80,12 +89,16 @@ def test_simclr_crop_and_flip_in_one_warp_matches_crop_then_hflip(shape, seed):
 def test_horizontal_flip_matches_kornia_hflip(dtype, shape, seed):
     x = batch(shape, seed, dtype)
     params, view = sample_and_apply("horizontal_flip", x, seed)
-    reference = masked(params["flip_applied"], kornia.geometry.transform.hflip(x.double()), x.double())
+    reference = masked(
+        params["flip_applied"], kornia.geometry.transform.hflip(x.double()), x.double()
+    )
     assert_close_to(view, reference, dtype)
 
 
 def kornia_jitter(x, params):
-    out = kornia.enhance.adjust_brightness_accumulative(x.clamp(0, 1), params["brightness"].double())
+    out = kornia.enhance.adjust_brightness_accumulative(
+        x.clamp(0, 1), params["brightness"].double()
+    )
     out = kornia.enhance.adjust_contrast_with_mean_subtraction(out, params["contrast"].double())
     out = kornia.enhance.adjust_saturation_with_gray_subtraction(out, params["saturation"].double())
     out = kornia.enhance.adjust_hue(out, params["hue"].double() * 2 * math.pi).clamp(0, 1)
@@ -115,13 +128,18 @@ def test_colour_jitter_matches_kornia_colorjitter_module():
 def naive_yiq_hue(x, hue):
     """Per-sample, per-pixel float64 reference: RGB -> YIQ, rotate (I, Q), back, clamp."""
     to_yiq = torch.tensor(
-        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64
+        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+        dtype=torch.float64,
     )
     out = torch.empty_like(x)
     for i in range(x.shape[0]):
         angle = float(hue[i]) * 2 * math.pi
         rotation = torch.tensor(
-            [[1, 0, 0], [0, math.cos(angle), -math.sin(angle)], [0, math.sin(angle), math.cos(angle)]],
+            [
+                [1, 0, 0],
+                [0, math.cos(angle), -math.sin(angle)],
+                [0, math.sin(angle), math.cos(angle)],
+            ],
             dtype=torch.float64,
         )
         pixels = x[i].reshape(3, -1)
@@ -132,7 +150,10 @@ def naive_yiq_hue(x, hue):
 @given(shape=shapes, seed=seeds)
 def test_yiq_hue_rotation_matches_naive_reference(shape, seed):
     x = batch(shape, seed, torch.float64)
-    hue = torch.rand(shape[0], generator=torch.Generator().manual_seed(seed), dtype=torch.float64) - 0.5
+    hue = (
+        torch.rand(shape[0], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        - 0.5
+    )
     assert_close_to(functional.hue_rotate_yiq(x, hue), naive_yiq_hue(x, hue), torch.float64)
 
 
@@ -170,10 +191,14 @@ def test_simclr_recipe_matches_kornia_functional_chain(dtype):
     x = batch((6, 12, 10), 11, dtype)
     params, view = sample_and_apply("simclr", x, 11, size=(9, 8))
     x64 = x.double()
-    out = kornia.geometry.transform.crop_and_resize(x64, box_corners(params["crop_box"]), (9, 8), align_corners=True)
+    out = kornia.geometry.transform.crop_and_resize(
+        x64, box_corners(params["crop_box"]), (9, 8), align_corners=True
+    )
     out = masked(params["flip_applied"], kornia.geometry.transform.hflip(out), out)
     out = kornia_jitter(out, params)
-    out = masked(params["grayscale_applied"], kornia.color.rgb_to_grayscale(out).expand_as(out), out)
+    out = masked(
+        params["grayscale_applied"], kornia.color.rgb_to_grayscale(out).expand_as(out), out
+    )
     sigma = params["blur_sigma"].double()[:, None].expand(-1, 2)
     out = masked(params["blur_applied"], kornia.filters.gaussian_blur2d(out, (3, 3), sigma), out)
     assert_close_to(view, out, dtype)

@@ -22,6 +22,9 @@ RECIPES = [
     ("grayscale", {}),
     ("gaussian_blur", {}),
     ("solarize", {}),
+    ("random_affine", {"degrees": 20, "translate": (0.1, 0.1), "scale": (0.9, 1.1)}),
+    ("random_erasing", {}),
+    ("posterize", {}),
 ]
 ids = [f"{name}{kwargs}" for name, kwargs in RECIPES]
 seeds = st.integers(0, 2**31 - 1)
@@ -43,9 +46,21 @@ def test_every_view_is_registered_and_parametric():
 
 
 def test_colour_recipe_exposes_the_four_factors_as_continuous_params():
-    assert augplug.create("views", "colour").continuous_params == ("brightness", "contrast", "saturation", "hue")
+    assert augplug.create("views", "colour").continuous_params == (
+        "brightness",
+        "contrast",
+        "saturation",
+        "hue",
+    )
     simclr = augplug.create("views", "simclr", size=8)
-    assert set(simclr.continuous_params) == {"crop_box", "brightness", "contrast", "saturation", "hue", "blur_sigma"}
+    assert set(simclr.continuous_params) == {
+        "crop_box",
+        "brightness",
+        "contrast",
+        "saturation",
+        "hue",
+        "blur_sigma",
+    }
     params = draw(simclr, images(), 0)
     assert all(params[name].is_floating_point() for name in simclr.continuous_params)
     assert all(v.dtype == torch.bool for k, v in params.items() if k.endswith("_applied"))
@@ -87,6 +102,9 @@ def test_same_seed_same_view_different_seed_different_view_global_rng_untouched(
         ("grayscale", {"p": 0.0}),
         ("gaussian_blur", {"p": 0.0}),
         ("solarize", {"p": 0.0}),
+        ("random_affine", {"p": 0.0}),
+        ("random_erasing", {"p": 0.0}),
+        ("posterize", {"p": 0.0}),
         ("colour", {"jitter_p": 0.0, "grayscale_p": 0.0}),
         ("simclr", {"scale": (1.0, 1.0), "ratio": (1.2, 1.2), "flip_p": 0.0, "jitter_p": 0.0,
                     "grayscale_p": 0.0, "blur_p": 0.0}),
@@ -95,7 +113,9 @@ def test_same_seed_same_view_different_seed_different_view_global_rng_untouched(
 @given(seed=seeds)
 def test_probability_zero_is_the_identity(name, kwargs, seed):
     view = augplug.create("views", name, **kwargs)
-    x = images(h=10, w=12, seed=seed % 1000, dtype=torch.float64)  # 12 / 10 = ratio 1.2: a full crop
+    x = images(
+        h=10, w=12, seed=seed % 1000, dtype=torch.float64
+    )  # 12 / 10 = ratio 1.2: a full crop
     out = view(x, generator=torch.Generator().manual_seed(seed))
     if name == "simclr":  # the full-image crop resamples on the pixel grid: exact up to rounding
         torch.testing.assert_close(out, x, rtol=0, atol=1e-12)
@@ -108,7 +128,9 @@ def test_jitter_strength_zero_is_the_identity(seed, hue_space):
     view = augplug.create("views", "colour_jitter", brightness=0, contrast=0, saturation=0, hue=0,
                           p=1.0, hue_space=hue_space)  # fmt: skip
     x = images(seed=seed % 1000, dtype=torch.float64)
-    torch.testing.assert_close(view(x, generator=torch.Generator().manual_seed(seed)), x, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        view(x, generator=torch.Generator().manual_seed(seed)), x, rtol=0, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
@@ -143,7 +165,13 @@ def test_values_outside_unit_range_are_clamped_by_colour_ops_and_kept_by_geometr
 
 def test_any_channel_count_for_geometry_and_blur_rgb_for_colour():
     x = images(c=5)
-    for name in ("random_resized_crop", "horizontal_flip", "gaussian_blur", "solarize"):
+    for name in (
+        "random_resized_crop",
+        "horizontal_flip",
+        "gaussian_blur",
+        "solarize",
+        "random_affine",
+    ):
         assert augplug.create("views", name)(x).shape[1] == 5
     for name in ("simclr", "colour", "colour_jitter", "grayscale"):
         with pytest.raises(ValueError, match=r"x: expected 3 \(RGB\) channels"):
@@ -222,7 +250,10 @@ def test_forward_and_backward_never_read_values_back_to_the_host(name, kwargs):
     """.item(), bool(tensor), nonzero and boolean-mask indexing all dispatch one of these ops."""
     view = augplug.create("views", name, **kwargs)
     x = images(dtype=torch.bfloat16).requires_grad_()
-    with validation(False), RecordOps() as recorded:  # validation's finite check is a deliberate sync
+    with (
+        validation(False),
+        RecordOps() as recorded,
+    ):  # validation's finite check is a deliberate sync
         view(x, generator=torch.Generator().manual_seed(0)).float().sum().backward()
     assert not recorded.names & {"_local_scalar_dense", "nonzero", "masked_select", "item"}
     assert "rand" in recorded.names  # the recorder saw the forward
@@ -255,7 +286,9 @@ def test_whole_module_compiles_with_fullgraph_when_no_generator_is_given():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cuda_inductor_compile_and_generator_on_device(dtype):
     view = augplug.create("views", "simclr", size=32)
-    x = torch.rand(64, 3, 32, 32, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
+    x = torch.rand(64, 3, 32, 32, device="cuda", dtype=dtype).contiguous(
+        memory_format=torch.channels_last
+    )
     generator = torch.Generator(device="cuda").manual_seed(0)
     params = view.sample(x, generator)
     assert all(v.device == x.device for v in params.values())
@@ -268,7 +301,9 @@ def test_cuda_inductor_compile_and_generator_on_device(dtype):
 
 @given(
     shape=st.tuples(st.integers(1, 3), st.integers(2, 20), st.integers(2, 20)),
-    size=st.one_of(st.none(), st.integers(2, 12), st.tuples(st.integers(2, 12), st.integers(2, 12))),
+    size=st.one_of(
+        st.none(), st.integers(2, 12), st.tuples(st.integers(2, 12), st.integers(2, 12))
+    ),
     seed=seeds,
 )
 def test_any_image_and_output_size_gives_a_view_in_range(shape, size, seed):
@@ -289,7 +324,21 @@ def test_a_list_of_single_ops_composes_and_replays():
         augplug.create("views", "gaussian_blur", p=1.0),
     ]
     views = augplug.ComposedViews(stages)
-    assert views.continuous_params == ("0.crop_box", "2.brightness", "2.contrast", "2.saturation", "2.hue", "3.blur_sigma")
+    assert views.continuous_params == (
+        "0.crop_box",
+        "2.brightness",
+        "2.contrast",
+        "2.saturation",
+        "2.hue",
+        "3.blur_sigma",
+    )
     x = images()
     params = views.sample(x, torch.Generator().manual_seed(5))
     assert torch.equal(views.apply(x, params), views(x, generator=torch.Generator().manual_seed(5)))
+
+
+@pytest.mark.parametrize("name", sorted({name for name, _ in RECIPES}))
+def test_registered_views_pass_the_contracts(name):
+    from augplug.testing.contracts import check_component
+
+    check_component("views", name, max_examples=3)
