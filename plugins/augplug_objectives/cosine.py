@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from augplug.checks import check_batch, check_same_batch, check_same_device
+from augplug.checks import accumulation_dtype, check_batch, check_same_batch, check_same_device
 from augplug.components import Objective
 from augplug.ops import l2_normalize
 
@@ -30,7 +30,7 @@ def cosine_to_target(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     check_same_device("z1", z1, "z2", z2)
     if z1.shape[1] != z2.shape[1]:
         raise ValueError(f"z2: expected {z1.shape[1]} features (as z1), got shape {tuple(z2.shape)}")
-    dtype = torch.float64 if torch.float64 in (z1.dtype, z2.dtype) else torch.float32
+    dtype = accumulation_dtype(torch.promote_types(z1.dtype, z2.dtype))
     online = l2_normalize(z1.to(dtype))
     target = l2_normalize(z2.detach().to(dtype))
     return (online * target).sum(-1)
