@@ -29,7 +29,9 @@ def cosine_to_target(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     check_same_batch("z1", z1, "z2", z2)
     check_same_device("z1", z1, "z2", z2)
     if z1.shape[1] != z2.shape[1]:
-        raise ValueError(f"z2: expected {z1.shape[1]} features (as z1), got shape {tuple(z2.shape)}")
+        raise ValueError(
+            f"z2: expected {z1.shape[1]} features (as z1), got shape {tuple(z2.shape)}"
+        )
     dtype = accumulation_dtype(torch.promote_types(z1.dtype, z2.dtype))
     online = l2_normalize(z1.to(dtype))
     target = l2_normalize(z2.detach().to(dtype))
