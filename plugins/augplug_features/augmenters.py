@@ -62,7 +62,9 @@ class GaussianNoise(FeatureAugmenter):
         scale = self.std
         if self.relative:
             # RMS of z / max|z|, times max|z|: squaring z itself overflows float32 above ~1e19.
-            peak = z32.detach().abs().amax(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+            peak = (
+                z32.detach().abs().amax(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+            )
             scale = self.std * peak * (z32.detach() / peak).pow(2).mean(-1, keepdim=True).sqrt()
         return _finish(z32 + scale * noise, k, z.dtype)
 
