@@ -3,11 +3,16 @@
 Same process, same inputs, same recipe (RandomResizedCrop, flip p 0.5, colour jitter
 0.4/0.4/0.4/0.1 p 0.8 in the fixed order brightness -> contrast -> saturation -> hue,
 grayscale p 0.2, Gaussian blur sigma 0.1-2 p 0.5 with a kernel 10% of the side). Times are
-medians after warm-up: CUDA events on a GPU, ``time.perf_counter`` on the CPU. Rows:
+medians after warm-up, the rows timed round-robin (one call of each per round, so a change in
+load hits every row alike): CUDA events on a GPU, ``time.perf_counter`` on the CPU. The
+header gives date, versions, threads and the load average at the start and the end. Rows:
 
 * ``copy floor`` - ``y.copy_(x)``: one read and one write of the batch, the bandwidth floor;
 * ``kornia`` / ``augplug`` - forward, and forward + backward to the input;
 * ``augplug compiled`` (``--compile``) - ``torch.compile(views)``, sampling included;
+* ``augplug@REV`` (``--baseline REV``) - the same recipe from the ``augplug_image`` sources of an
+  earlier git revision (read with ``git show``, imported under another name), to compare a
+  change against the code before it in one process;
 * ``--train-step`` - two views + a ResNet-18 bf16 channels_last SGD step, images/s, fed by
   each library.
 
@@ -20,9 +25,16 @@ Example::
 from __future__ import annotations
 
 import argparse
+import datetime
+import importlib
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import kornia
 import kornia.augmentation as K
@@ -33,24 +45,72 @@ import augplug
 from augplug.checks import validation
 
 
+def _elapsed_ms(device: torch.device, fn: Callable[[], object]) -> float:
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end)
+    start_time = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start_time) * 1e3
+
+
 def timer(device: torch.device, fn: Callable[[], object], warmup: int, repeats: int) -> float:
     """Median milliseconds of ``fn`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            start = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return interleaved({"fn": fn}, warmup, repeats, device)["fn"]
+
+
+def interleaved(
+    rows: dict[str, Callable[[], object]],
+    warmup: int,
+    repeats: int,
+    device: torch.device | None = None,
+) -> dict[str, float]:
+    """Median milliseconds per row, timed round-robin after ``warmup`` rounds."""
+    device = torch.device("cpu") if device is None else device
+    times: dict[str, list[float]] = {name: [] for name in rows}
+    for round_ in range(warmup + repeats):
+        for name, fn in rows.items():
+            elapsed = _elapsed_ms(device, fn)
+            if round_ >= warmup:
+                times[name].append(elapsed)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def header(**extra: object) -> str:
+    """Date, versions, threads, load average and the command line, for the results file."""
+    fields = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "kornia": kornia.__version__,
+        "threads": torch.get_num_threads(),
+        "load": load_average(),
+        **extra,
+    }
+    return ", ".join(f"{k} {v}" for k, v in fields.items()) + "\ncommand: python " + " ".join(sys.argv)
+
+
+def baseline_views(revision: str) -> Callable[..., nn.Module]:
+    """``SimCLRViews`` from ``plugins/augplug_image`` at ``revision``, as package ``augplug_image_at``."""
+    root = Path(__file__).resolve().parent.parent
+    package = Path(tempfile.mkdtemp()) / "augplug_image_at"
+    package.mkdir()
+    for name in ("__init__.py", "functional.py", "views.py"):
+        source = subprocess.run(
+            ["git", "show", f"{revision}:plugins/augplug_image/{name}"],
+            cwd=root, check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        (package / name).write_text(source.replace("from augplug_image import", "from augplug_image_at import"))
+    sys.path.insert(0, str(package.parent))
+    return importlib.import_module("augplug_image_at.views").SimCLRViews
 
 
 def kernel_size(side: int) -> int:
@@ -136,14 +196,15 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(views)")
     parser.add_argument("--train-step", action="store_true", help="two views + ResNet-18 bf16 step (first size)")
     parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (torch default if unset)")
+    parser.add_argument("--baseline", default=None, metavar="REV", help="also time augplug_image at this git revision")
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
-          f"torch {torch.__version__}, kornia {kornia.__version__}, threads {torch.get_num_threads()}")  # fmt: skip
+    baseline = baseline_views(args.baseline) if args.baseline else None
+    print(header(device=f"{device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'})"))
     print(f"{'shape':>16} {'dtype':>9} {'what':>18} {'fwd ms':>9} {'fwd+bwd ms':>11} {'kornia/x':>9} {'/copy':>7}")
     with validation(False):  # production setting: no host-syncing value checks
         for spec in args.sizes:
@@ -159,14 +220,15 @@ def main() -> None:
                 out = torch.empty_like(x)
                 copy = timer(device, lambda x=x, out=out: out.copy_(x), args.warmup, args.repeats)
                 rows = [("kornia", theirs), ("augplug", ours)]
+                if baseline is not None:
+                    rows.append((f"augplug@{args.baseline}", baseline(size=side, scale=scale).to(device)))
                 if args.compile:
                     # The whole module, sampling included (no generator, so dynamo can trace it).
                     rows.append(("augplug compiled", torch.compile(ours)))
-                results = {}
-                for name, views in rows:
-                    fwd = timer(device, lambda views=views, x=x: views(x), args.warmup, args.repeats)
-                    bwd = timer(device, forward_backward(views, x), args.warmup, args.repeats)
-                    results[name] = (fwd, bwd)
+                forward = {n: (lambda views=views, x=x: views(x)) for n, views in rows}
+                fwd = interleaved(forward, args.warmup, args.repeats, device)
+                bwd = interleaved({n: forward_backward(v, x) for n, v in rows}, args.warmup, args.repeats, device)
+                results = {name: (fwd[name], bwd[name]) for name, _ in rows}
                 print(f"{shape:>16} {dtype_name:>9} {'copy floor':>18} {copy:9.3f}")
                 kornia_fwd, kornia_bwd = results["kornia"]
                 for name, (fwd, bwd) in results.items():
@@ -181,6 +243,7 @@ def main() -> None:
             for name, views in [("kornia", theirs), ("augplug", ours)]:
                 rate = train_step_rate(device, x, views, args.warmup, args.repeats)
                 print(f"train step (2 views + ResNet-18 bf16), {batch}x3x{side}x{side}, {name}: {rate:,.0f} img/s")
+    print(f"load at the end: {load_average()}")
 
 
 if __name__ == "__main__":

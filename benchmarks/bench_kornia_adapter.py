@@ -10,7 +10,8 @@ medians of ``time.perf_counter``:
   inside ``torch.random.fork_rng`` (the global RNG untouched), params flattened and replayed.
 
 The ratio column is each row over ``kornia`` in the same run (goal: <= 1.05 at 256x3x32x32 on
-the CPU). The recipe is SimCLR's (as ``bench_image_views.py``). Example::
+the CPU). The recipe is SimCLR's (as ``bench_image_views.py``, whose timing helpers this uses;
+run it from the repository root so that ``benchmarks/`` is on the path). Example::
 
     python benchmarks/bench_kornia_adapter.py --batch 256 --side 32 --repeats 30
 """
@@ -18,49 +19,17 @@ the CPU). The recipe is SimCLR's (as ``bench_image_views.py``). Example::
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import statistics
-import sys
-import time
-from collections.abc import Callable
 
-import kornia
 import kornia.augmentation as K
 import torch
+from bench_image_views import header, interleaved, kernel_size, load_average
 
 import augplug
 from augplug.checks import validation
 
 
-def interleaved(rows: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, float]:
-    """Median milliseconds per row, timed round-robin after ``warmup`` rounds."""
-    times: dict[str, list[float]] = {name: [] for name in rows}
-    for round_ in range(warmup + repeats):
-        for name, fn in rows.items():
-            start = time.perf_counter()
-            fn()
-            if round_ >= warmup:
-                times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
-def header(**extra: object) -> str:
-    """Date, versions, threads, load average and the command line, for the results file."""
-    fields = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "kornia": kornia.__version__,
-        "threads": torch.get_num_threads(),
-        "load": "%.2f %.2f %.2f" % os.getloadavg(),
-        **extra,
-    }
-    return ", ".join(f"{k} {v}" for k, v in fields.items()) + "\ncommand: python " + " ".join(sys.argv)
-
-
 def simclr_ops(side: int) -> list[dict]:
-    kernel = max(3, int(0.1 * side) | 1)
+    kernel = kernel_size(side)
     return [
         {"op": "RandomResizedCrop", "size": (side, side), "scale": (0.2, 1.0)},
         {"op": "RandomHorizontalFlip", "p": 0.5},
@@ -96,7 +65,7 @@ def main() -> None:
             args.warmup,
             args.repeats,
         )
-    print("load after: %.2f %.2f %.2f" % os.getloadavg())
+    print(f"load at the end: {load_average()}")
     print(f"{'what':>18} {'ms':>8} {'/kornia':>8}")
     for name, ms in medians.items():
         print(f"{name:>18} {ms:8.2f} {ms / medians['kornia']:8.3f}")
