@@ -97,17 +97,20 @@ class MoCo(Objective):
                 offset = sum(sizes[: distributed.rank()])
             logits = query @ keys.T / self.temperature
             positive = logits.diagonal(offset=offset)
+            denominator = torch.logsumexp(logits, dim=1)
         else:
             positive = (query * key).sum(-1) / self.temperature
             slots = torch.arange(self.queue_size, device=query.device)
-            # Empty slots hold no key: -inf keeps them out of the softmax without a host sync.
-            empty = torch.where(slots < self.queue.count, 0.0, float("-inf")).to(dtype)
+            # Empty slots hold no key: the lowest finite score keeps them out of the softmax
+            # without a host sync (-inf would make an all-empty queue's gradient 0 * NaN).
+            empty = (slots >= self.queue.count).to(dtype) * torch.finfo(dtype).min
             # A copy (as the official code's queue.clone()): the enqueue below overwrites the
             # queue in place, and the backward still needs these rows.
             queued = self.queue.features.to(dtype, copy=True)
             negatives = torch.addmm(empty, query, queued.T, alpha=1.0 / self.temperature)
-            logits = torch.cat([positive[:, None], negatives], dim=1)
-        per_query = torch.logsumexp(logits, dim=1) - positive
+            # log(e^pos + sum e^neg) without concatenating a second (B, queue) tensor.
+            denominator = torch.logaddexp(positive, torch.logsumexp(negatives, dim=1))
+        per_query = denominator - positive
         if distributed_loss:
             loss = per_query.sum() * (distributed.world_size() / sum(sizes))
         else:
