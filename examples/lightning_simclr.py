@@ -1,7 +1,7 @@
 """SimCLR or BYOL with augplug inside a PyTorch Lightning ``LightningModule``.
 
-    python examples/lightning_simclr.py --steps 20                        # SimCLR
-    python examples/lightning_simclr.py --method byol --steps 20          # BYOL, momentum target
+    python examples/lightning_simclr.py --epochs 2                        # SimCLR
+    python examples/lightning_simclr.py --method byol --epochs 2          # BYOL, momentum target
     python examples/lightning_simclr.py --precision bf16-mixed            # autocast, CPU or GPU
     python examples/lightning_simclr.py --devices 2 --strategy ddp        # 2 processes (gloo on CPU)
     python examples/lightning_simclr.py --recipe my_recipe.toml           # any augplug recipe
@@ -133,8 +133,10 @@ class SelfSupervised(pl.LightningModule):
 
 
 def random_images(count: int, size: int, seed: int) -> torch.Tensor:
-    """A stand-in dataset: ``count`` random RGB images in [0, 1]."""
-    return torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    """A stand-in dataset: ``count`` random RGB images in [0, 1], each with its own colour cast."""
+    generator = torch.Generator().manual_seed(seed)
+    cast = torch.rand(count, 3, 1, 1, generator=generator)
+    return cast * torch.rand(count, 3, size, size, generator=generator)
 
 
 def make_trainer(args: argparse.Namespace, **overrides: Any) -> pl.Trainer:
@@ -143,7 +145,9 @@ def make_trainer(args: argparse.Namespace, **overrides: Any) -> pl.Trainer:
         "devices": args.devices,
         "strategy": args.strategy,
         "precision": args.precision,
-        "max_steps": args.steps,
+        # Epochs, not max_steps: pytorch-lightning 2.6 resumed from an end-of-epoch
+        # checkpoint under max_steps runs one batch of the first resumed epoch only.
+        "max_epochs": args.epochs,
         "default_root_dir": args.root_dir,
         "logger": False,
         "enable_progress_bar": False,
@@ -162,10 +166,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--method", choices=["simclr", "byol"], default="simclr")
     parser.add_argument("--recipe", type=Path, help="a recipe .toml/.json (replaces --method)")
     parser.add_argument("--predictor", action="store_true", help="with --recipe: add a predictor")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32, help="images per process and step")
     parser.add_argument("--size", type=int, default=16, help="image side")
-    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--images", type=int, default=256, help="images in the dataset")
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--devices", default="auto")
@@ -186,15 +190,6 @@ def setup(
     args: argparse.Namespace, **trainer_overrides: Any
 ) -> tuple[SelfSupervised, pl.Trainer, torch.utils.data.DataLoader]:
     """The module, the trainer and the loader of ``args`` (keyword arguments override the trainer's)."""
-    if args.recipe is not None:
-        recipe, predictor = augplug.load_recipe(args.recipe), args.predictor
-    else:
-        # --steps is the whole run's length (BYOL's momentum schedule spans it): resume
-        # with the same --steps.
-        recipe = recipe_for(args.method, size=args.size, total_steps=args.steps)
-        predictor = args.method == "byol"
-    torch.manual_seed(args.seed)  # the same initial weights on every rank
-    model = SelfSupervised(recipe, predictor=predictor, lr=args.lr, seed=args.seed)
     trainer = make_trainer(args, **trainer_overrides)
     # Each rank its own shard, shuffled by (seed, epoch): Lightning calls set_epoch, so the
     # order is reproducible, a run resumed from an end-of-epoch checkpoint sees the same
@@ -208,6 +203,15 @@ def setup(
     loader = torch.utils.data.DataLoader(
         images, batch_size=args.batch, sampler=sampler, drop_last=True
     )
+    if args.recipe is not None:
+        recipe, predictor = augplug.load_recipe(args.recipe), args.predictor
+    else:
+        # BYOL's momentum schedule spans the whole run: resume with the same --epochs.
+        total_steps = args.epochs * len(loader)
+        recipe = recipe_for(args.method, size=args.size, total_steps=total_steps)
+        predictor = args.method == "byol"
+    torch.manual_seed(args.seed)  # the same initial weights on every rank
+    model = SelfSupervised(recipe, predictor=predictor, lr=args.lr, seed=args.seed)
     return model, trainer, loader
 
 
