@@ -137,3 +137,33 @@ def test_recipe_trains_with_a_finite_falling_loss(path):
         after = _loss(pipeline.eval(), x, networks)
     pipeline.load_state_dict(trained, strict=False)
     assert torch.isfinite(after) and after < before, f"{path.stem}: {before} -> {after}"
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        {"name": "dcl"},
+        {"name": "dclw"},
+        {"name": "barlow_twins"},
+        {"name": "vicreg"},
+        {"name": "moco", "queue_size": 0},
+    ],
+    ids=lambda spec: spec["name"],
+)
+@pytest.mark.parametrize("placement", ["basic", "parallel"])
+def test_pairwise_objectives_take_feature_augmentation(objective, placement):
+    # Two masked copies of the target per direction, summed (the "free loss"): one step
+    # trains the encoder through the online branch with a finite loss.
+    recipe = {
+        "views": {"name": "simclr", "size": 32},
+        "features": {"name": "mask", "placement": placement, "samples": 2, "reduction": "sum"},
+        "objective": dict(objective),
+    }
+    pipeline = augplug.build(recipe)
+    encoder, projector, _ = _networks("fa", {"objective": {}})
+    predictor = torch.nn.Linear(64, 64) if placement == "parallel" else None
+    x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    loss = _loss(pipeline, x, (encoder, projector, predictor))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert encoder[0].weight.grad is not None and encoder[0].weight.grad.abs().sum() > 0
