@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+import re
 import runpy
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,3 +55,28 @@ def test_every_builtin_component_is_described(kind):
     for name in augplug.available(kind):
         info = augplug.describe(kind, name)
         assert info.doc, f"{kind}/{name} has no docstring"
+
+
+def test_example_plugin_passes_the_conformance_kit(tmp_path):
+    """The example's own tests, `augplug check example` and `pytest --augplug-check example`."""
+    source = shutil.copytree(ROOT / "examples" / "third_party_plugin", tmp_path / "src")
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(source)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    commands = [
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(source / "tests")],
+        [sys.executable, "-m", "augplug.cli", "check", "example", "--max-examples", "2"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--augplug-check", "example",
+         "--augplug-check-examples", "2"],
+    ]  # fmt: skip
+    outputs = []
+    for command in commands:
+        out = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, f"{command[2:]}:\n{out.stdout}\n{out.stderr}"
+        outputs.append(out.stdout)
+    assert re.search(r"example +views +gaussian_noise +pass: output", outputs[1])
+    assert "2 components: 2 without a failure" in outputs[1]
