@@ -99,15 +99,27 @@ def resized_crop(
     An axis-aligned bilinear warp is separable: per axis, one gather of both neighbours of
     every output pixel and one blend. Unlike ``grid_sample`` (no second derivative in
     PyTorch) this is differentiable twice, which double backprop through the crop box needs.
+
+    ``box`` may hold ``k`` boxes per image (``k * B`` rows, copy-major: row ``j`` crops image
+    ``j % B``); the multi-crop views use this to cut all crops of one size in one warp without
+    copying the batch ``k`` times.
     """
-    batch, channels, height, width = x.shape
+    images, channels, height, width = x.shape
+    batch = box.shape[0]
     out_h, out_w = size
     x0, y0, x1, y1 = box.to(x.dtype).unbind(-1)
     if flip is not None:
         x0, x1 = torch.where(flip, x1, x0), torch.where(flip, x0, x1)
     columns, column_weight = _axis_interpolation(x0, x1, width, out_w)
     rows, row_weight = _axis_interpolation(y0, y1, height, out_h)
-    taps = x.gather(-1, columns[:, None, None, :].expand(batch, channels, height, 2 * out_w))
+    if batch == images:
+        taps = x.gather(-1, columns[:, None, None, :].expand(batch, channels, height, 2 * out_w))
+    else:  # k crops per image: gather from x broadcast k times (a stride-0 view, no copy)
+        copies = batch // images
+        source = x.unsqueeze(0).expand(copies, *x.shape)
+        index = columns.reshape(copies, images, 1, 1, 2 * out_w)
+        taps = source.gather(-1, index.expand(copies, images, channels, height, 2 * out_w))
+        taps = taps.reshape(batch, channels, height, 2 * out_w)
     out = torch.lerp(taps[..., :out_w], taps[..., out_w:], column_weight[:, None, None, :])
     taps = out.gather(-2, rows[:, None, :, None].expand(batch, channels, 2 * out_h, out_w))
     return torch.lerp(taps[..., :out_h, :], taps[..., out_h:, :], row_weight[:, None, :, None])

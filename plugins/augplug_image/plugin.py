@@ -27,3 +27,4 @@ _VIEWS = {
 def augplug_register_views(register):
     for name, attribute in _VIEWS.items():
         register(name, f"augplug_image.views:{attribute}")
+    register("multicrop", "augplug_image.multicrop:MultiCropViews")

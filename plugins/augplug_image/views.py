@@ -122,6 +122,23 @@ def _applied(u: torch.Tensor, p: float) -> torch.Tensor:
     return u < p
 
 
+def _to_working(x: torch.Tensor) -> torch.Tensor:
+    """The float batch the ops compute on: uint8 as ``x / 255``, half precision as float32."""
+    if x.dtype == torch.uint8:
+        return x.to(torch.float32) / 255
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return x.to(torch.float32)  # one rounding at the end instead of one per step
+    return x
+
+
+def _from_working(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``out`` in the input's dtype (float32 for uint8) and memory format."""
+    out = out.to(torch.float32 if x.dtype == torch.uint8 else x.dtype)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
 class _CheckedParams:
     """Read access to ``params`` that names a missing entry or a wrong batch size clearly."""
 
@@ -183,18 +200,7 @@ class ImageOp(ParametricViewGenerator):
     def apply(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Render the view given by ``params`` (from :meth:`sample`); differentiable in ``x`` and the floats."""
         x = self._check_input(x)
-        out_dtype = torch.float32 if x.dtype == torch.uint8 else x.dtype
-        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        if x.dtype == torch.uint8:
-            out = x.to(torch.float32) / 255
-        elif x.dtype in (torch.float16, torch.bfloat16):
-            out = x.to(torch.float32)  # one rounding at the end instead of one per step
-        else:
-            out = x
-        out = self.render(out, _CheckedParams(params, x.shape[0])).to(out_dtype)
-        if channels_last:
-            out = out.contiguous(memory_format=torch.channels_last)
-        return out
+        return _from_working(self.render(_to_working(x), _CheckedParams(params, x.shape[0])), x)
 
 
 class RandomResizedCrop(ImageOp):
