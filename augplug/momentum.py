@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from augplug.checks import check_choice, check_float, check_int
+
 __all__ = ["SCHEDULES", "MomentumTarget", "ema_update_", "momentum_at", "unwrap"]
 
 SCHEDULES = ("cosine", "constant")
@@ -94,18 +96,15 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 
 def _check_options(momentum, schedule, total_steps, final_momentum) -> None:
-    from augplug.checks import check_in_range
-
-    check_in_range(momentum, "momentum", 0.0, 1.0)
-    check_in_range(final_momentum, "final_momentum", 0.0, 1.0)
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule: expected one of {list(SCHEDULES)}, got {schedule!r}")
+    check_float(momentum, "momentum", low=0.0, high=1.0)
+    check_float(final_momentum, "final_momentum", low=0.0, high=1.0)
+    check_choice(schedule, "schedule", SCHEDULES)
     if schedule == "cosine":
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        if total_steps is None:
             raise ValueError(
-                f"total_steps: the cosine schedule needs the number of training steps "
-                f"(an int >= 1), got {total_steps!r}"
+                "total_steps: the cosine schedule needs the number of training steps, got None"
             )
+        check_int(total_steps, "total_steps", minimum=1)
     elif total_steps is not None:
         raise ValueError(f"total_steps: only with schedule 'cosine', got {total_steps!r}")
 

@@ -115,7 +115,7 @@ import torch
 from torch import nn
 
 from augplug import registry
-from augplug.checks import check_tensor
+from augplug.checks import check_bool, check_choice, check_float, check_int, check_tensor
 from augplug.components import (
     ComposedViews,
     FeatureAugmenter,
@@ -123,7 +123,7 @@ from augplug.components import (
     Params,
     ViewGenerator,
 )
-from augplug.momentum import SCHEDULES, MomentumTarget, unwrap
+from augplug.momentum import MomentumTarget, unwrap
 
 __all__ = ["Pipeline", "PipelineOutput", "Placement", "RecipeError", "Term", "build", "load_recipe"]
 
@@ -243,9 +243,7 @@ def build(recipe: Mapping[str, Any]) -> Pipeline:
         )
 
     generators, branch_index, num_global = _build_branches(recipe)
-    swap_branches = recipe.get("swap_branches", True)
-    if not isinstance(swap_branches, bool):
-        raise RecipeError(f"swap_branches: expected true or false, got {swap_branches!r}")
+    swap_branches = _checked(check_bool, recipe.get("swap_branches", True), "swap_branches")
     target = _target_options(recipe.get("target"))
 
     features, feature_options = None, None
@@ -292,9 +290,7 @@ def _build_branches(recipe: Mapping[str, Any]) -> tuple[list[ViewGenerator], lis
                 "num_views: a multi-crop generator sets the view count (n_global + n_local)"
             )
         return [generator], [0], crops[0]
-    num_views = recipe.get("num_views", 2)
-    if isinstance(num_views, bool) or not isinstance(num_views, int) or num_views < 2:
-        raise RecipeError(f"num_views: expected an int >= 2, got {num_views!r}")
+    num_views = _checked(check_int, recipe.get("num_views", 2), "num_views", minimum=2)
     return [generator], [0] * num_views, num_views
 
 
@@ -323,15 +319,19 @@ def _target_options(spec: Any) -> dict[str, Any] | None:
         "final_momentum": 1.0,
         **spec,
     }
-    if options["schedule"] not in SCHEDULES:
-        raise RecipeError(
-            f"target.schedule: expected one of {list(SCHEDULES)}, got {options['schedule']!r}"
-        )
     try:  # validate now, with the same checks the target itself runs
         MomentumTarget(nn.Identity(), **options)
     except (TypeError, ValueError) as exc:
         raise RecipeError(f"target.{exc}") from exc
     return options
+
+
+def _checked(check: Callable[..., Any], value: Any, path: str, *args: Any, **kwargs: Any) -> Any:
+    """Run an ``augplug.checks`` check named by the key path; its error becomes a RecipeError."""
+    try:
+        return check(value, path, *args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise RecipeError(str(exc)) from exc
 
 
 def _spec_dict(spec: Any, path: str) -> dict[str, Any]:
@@ -375,25 +375,14 @@ def _build_views(spec: Any, path: str) -> ViewGenerator:
 def _build_features(spec: Any) -> tuple[FeatureAugmenter, FeatureOptions]:
     spec = _spec_dict(spec, "features")
     options = {k: spec.pop(k) for k in list(spec) if k in _FEATURE_OPTIONS}
-    placement = options.pop("placement", "basic")
-    if placement not in PLACEMENTS:
-        raise RecipeError(
-            f"features.placement: expected one of {list(PLACEMENTS)}, got {placement!r}"
-        )
-    samples = options.get("samples", 1)
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise RecipeError(f"features.samples: expected an int >= 1, got {samples!r}")
-    if options.get("reduction", "mean") not in ("mean", "sum"):
-        raise RecipeError(
-            f"features.reduction: expected 'mean' or 'sum' (the free loss), got {options['reduction']!r}"
-        )
-    if options.get("enqueue", "one_view") not in _ENQUEUE:
-        raise RecipeError(
-            f"features.enqueue: expected one of {list(_ENQUEUE)}, got {options['enqueue']!r}"
-        )
+    placement = _checked(
+        check_choice, options.pop("placement", "basic"), "features.placement", PLACEMENTS
+    )
+    _checked(check_int, options.get("samples", 1), "features.samples", minimum=1)
+    _checked(check_choice, options.get("reduction", "mean"), "features.reduction", ("mean", "sum"))
+    _checked(check_choice, options.get("enqueue", "one_view"), "features.enqueue", _ENQUEUE)
     for flag in ("stop_gradient", "keep_original"):
-        if not isinstance(options.get(flag, True), bool):
-            raise RecipeError(f"features.{flag}: expected true or false, got {options[flag]!r}")
+        _checked(check_bool, options.get(flag, True), f"features.{flag}")
     augmenter = _create("features", spec, "features")
     if not isinstance(augmenter, FeatureAugmenter):
         raise RecipeError(f"features: {spec['name']!r} did not build a FeatureAugmenter")
@@ -411,9 +400,7 @@ def _build_terms(spec: Any, *, num_views: int) -> list[Term]:
     for i, term_spec in enumerate(spec):
         path = f"objective[{i}]"
         term_spec = _spec_dict(term_spec, path)
-        weight = term_spec.pop("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            raise RecipeError(f"{path}.weight: expected a number, got {weight!r}")
+        weight = _checked(check_float, term_spec.pop("weight", 1.0), f"{path}.weight")
         objective = _create("objective", term_spec, path)
         inputs = _check_inputs(objective, path)
         name = term_spec["name"]

@@ -98,7 +98,7 @@ BASE = {"views": {"name": "scale"}, "objective": {"name": "pair_distance"}}
         ({**BASE, "view": {}}, r"^view: unknown recipe key"),
         ({"objective": BASE["objective"]}, r"^views: give exactly one"),
         ({**BASE, "branch_views": [{"name": "scale"}] * 2}, r"^views: give exactly one"),
-        ({**BASE, "num_views": 1}, r"^num_views: expected an int >= 2"),
+        ({**BASE, "num_views": 1}, r"^num_views: expected an integer >= 2"),
         ({**BASE, "views": {"name": "scale", "hgih": 2.0}}, r"^views\.hgih: .*did you mean 'high'"),
         ({**BASE, "views": [{"name": "scale"}, {"nam": "scale"}]}, r"^views\[1\]\.name: expected"),
         ({**BASE, "objective": [{"name": "pair_distance"}, {"name": "pair_distance", "scael": 2}]},
@@ -112,6 +112,13 @@ BASE = {"views": {"name": "scale"}, "objective": {"name": "pair_distance"}}
         ({**BASE, "features": {"name": "offsets", "reduction": "max"}}, r"^features\.reduction"),
         ({**BASE, "features": {"name": "offsets", "stepp": 1}}, r"^features\.stepp: .*did you mean 'step'"),
         ({**BASE, "num_views": 3, "features": {"name": "offsets"}}, r"^features: .*exactly two branches"),
+        ({**BASE, "symmetric": True}, r"^symmetric: unknown recipe key \('symmetric' is now 'swap_branches'\)"),
+        ({**BASE, "swap_branches": "yes"}, r"^swap_branches: expected"),
+        ({**BASE, "target": {"momentm": 0.9}}, r"^target\.momentm: unknown option"),
+        ({**BASE, "target": {"momentum": 0.99}}, r"^target\.total_steps: the cosine schedule needs"),
+        ({**BASE, "target": {"schedule": "cosin", "total_steps": 9}}, r"^target\.schedule: .*did you mean 'cosine'"),
+        ({**BASE, "target": 0.99}, r"^target: expected a dict"),
+        ({**BASE, "features": {"name": "offsets", "enqueue": "all"}}, r"^features\.enqueue: expected one of"),
     ],
 )  # fmt: skip
 def test_validation_errors_point_at_the_key_path(recipe, path):
