@@ -67,3 +67,28 @@ def pytest_terminal_summary(terminalreporter):
         f"{counts['obscure']} obscure, {counts['silent']} silent, {counts['corrupted']} corrupted "
         f"({known} of the failures are known findings marked xfail)"
     )
+
+
+@pytest.fixture
+def run_ranks(tmp_path):
+    """Run a worker script as ``world_size`` gloo ranks; return each rank's ``torch.save``d output.
+
+    The script gets ``rank store out`` on its command line: it joins the process group with
+    ``init_method=f"file://{store}"`` and saves its results to ``out``.
+    """
+    import subprocess
+    import sys
+
+    def run(source: str, world_size: int = 2, timeout: float = 120) -> list:
+        script = tmp_path / "worker.py"
+        script.write_text(source)
+        store = tmp_path / "store"
+        outs = [tmp_path / f"rank{r}.pt" for r in range(world_size)]
+        workers = [
+            subprocess.Popen([sys.executable, str(script), str(r), str(store), str(outs[r])])
+            for r in range(world_size)
+        ]
+        assert [w.wait(timeout=timeout) for w in workers] == [0] * world_size
+        return [torch.load(out) for out in outs]
+
+    return run

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -51,17 +49,8 @@ WORKER = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_targets_stay_identical_across_ranks(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    store = tmp_path / "store"
-    outs = [tmp_path / f"rank{r}.pt" for r in range(2)]
-    workers = [
-        subprocess.Popen([sys.executable, str(script), str(r), str(store), str(outs[r])])
-        for r in range(2)
-    ]
-    assert [w.wait(timeout=120) for w in workers] == [0, 0]
-    results = [torch.load(out) for out in outs]
+def test_targets_stay_identical_across_ranks(run_ranks):
+    results = run_ranks(WORKER)
     for key, value in results[0]["target"].items():
         if isinstance(value, torch.Tensor):
             assert torch.equal(value, results[1]["target"][key]), key

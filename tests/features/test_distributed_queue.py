@@ -6,8 +6,6 @@ of rank 1's rows is NaN: both queues must stay identical and hold only the finit
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -38,17 +36,8 @@ WORKER = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_two_ranks_fill_identical_queues_with_everyones_features(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    store = tmp_path / "store"
-    outs = [tmp_path / f"rank{r}.pt" for r in range(2)]
-    workers = [
-        subprocess.Popen([sys.executable, str(script), str(r), str(store), str(outs[r])])
-        for r in range(2)
-    ]
-    assert [w.wait(timeout=120) for w in workers] == [0, 0]
-    results = [torch.load(out) for out in outs]
+def test_two_ranks_fill_identical_queues_with_everyones_features(run_ranks):
+    results = run_ranks(WORKER)
     for key, value in results[0]["state"].items():
         assert torch.equal(value, results[1]["state"][key]), key
     # Three steps of 3 + 2 rows, one of them NaN: 14 finite rows through a 10-row queue.
