@@ -9,4 +9,9 @@ import augplug
 
 @augplug.hookimpl
 def augplug_register_views(register):
-    register("kornia", "augplug_kornia.views:KorniaViews")
+    register(
+        "kornia",
+        "augplug_kornia.views:KorniaViews",
+        requires=("kornia",),
+        hint="pip install 'augplug[kornia]'",
+    )
