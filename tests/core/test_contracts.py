@@ -82,7 +82,9 @@ def test_kit_on_instances_and_factories():
     report = check_feature_augmenter(GaussianNoise, dim=5, max_examples=2)
     assert report.passed and report.result("state_dict").status == "pass"
     views = augplug.create("views", "waveform_gain")
-    assert check_parametric_view_generator(views, max_examples=2).result("gradients").status == "pass"
+    assert (
+        check_parametric_view_generator(views, max_examples=2).result("gradients").status == "pass"
+    )
     report = check_dataset(lambda: augplug.create("dataset", "spirograph", size=6), max_examples=2)
     assert report.result("deterministic").status == "pass"
 
@@ -91,7 +93,9 @@ def test_augplug_check_command(capsys):
     assert cli.main(["check", "features", "--max-examples", "2"]) == 0
     out = capsys.readouterr().out
     assert "features  features  mask" in out and "pass: output equal_generators" in out
-    assert "SKIP build: required argument(s) ['dim']" in out  # the queues declare no example_kwargs yet
+    assert (
+        "SKIP build: required argument(s) ['dim']" in out
+    )  # the queues declare no example_kwargs yet
     assert cli.main(["check", "no-such-plugin"]) == 2
     assert "no plugin named ['no-such-plugin']" in capsys.readouterr().err
 
