@@ -1,6 +1,8 @@
 """Behaviour of the registered views: identities, replay, determinism, dtypes, layouts, errors."""
 
 import io
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -342,3 +344,21 @@ def test_registered_views_pass_the_contracts(name):
     from augplug.testing.contracts import check_component
 
     check_component("views", name, max_examples=3)
+
+
+def test_image_views_run_without_kornia_and_the_adapter_names_the_extra():
+    code = """
+import sys
+sys.modules["kornia"] = None  # as if Kornia were not installed
+import torch, augplug
+x = torch.rand(2, 3, 10, 10)
+augplug.create("views", "simclr", size=8)(x)
+augplug.create("views", "multicrop", global_size=8, local_size=4, n_local=1)(x)
+try:
+    augplug.create("views", "kornia", ops=[{"op": "RandomAffine", "degrees": 5}])
+except ImportError as error:
+    assert "pip install 'augplug[kornia]'" in str(error), error
+else:
+    raise AssertionError("the adapter was created without Kornia")
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
