@@ -22,10 +22,11 @@ from __future__ import annotations
 import torch
 
 from augplug import distributed
-from augplug.checks import accumulation_dtype, check_bool, check_int, check_positive
+from augplug.checks import accumulation_dtype, check_positive
 from augplug.components import Objective
 from augplug.ops import l2_normalize
 from augplug_objectives.infonce import (
+    _check_options,
     _check_views,
     _keeps_half_storage,
     _positive_similarity,
@@ -66,17 +67,9 @@ def dcl(
     local_anchors: bool = False,
 ) -> torch.Tensor:
     """Functional form of :class:`DCL` (``sigma=None``) and :class:`DCLW` (``sigma`` set)."""
-    temperature = check_positive(temperature, "temperature")
+    temperature = _check_options(temperature, tile_size, gather_distributed, local_anchors, "torch")
     if sigma is not None:
         sigma = check_positive(sigma, "sigma")
-    if tile_size is not None:
-        check_int(tile_size, "tile_size", minimum=1)
-    check_bool(gather_distributed, "gather_distributed")
-    check_bool(local_anchors, "local_anchors")
-    if local_anchors and not gather_distributed:
-        raise ValueError(
-            "local_anchors: only meaningful with gather_distributed=True, got gather_distributed=False"
-        )
     views = _check_views(z1, z2)
     num_views, dim = views.shape[1], views.shape[2]
     dtype = accumulation_dtype(views.dtype)
@@ -163,14 +156,12 @@ class DCL(Objective):
         local_anchors: bool = False,
     ):
         super().__init__()
-        self.temperature = check_positive(temperature, "temperature")
-        self.tile_size = None if tile_size is None else check_int(tile_size, "tile_size", minimum=1)
-        self.gather_distributed = check_bool(gather_distributed, "gather_distributed")
-        self.local_anchors = check_bool(local_anchors, "local_anchors")
-        if local_anchors and not gather_distributed:
-            raise ValueError(
-                "local_anchors: only meaningful with gather_distributed=True, got gather_distributed=False"
-            )
+        self.temperature = _check_options(
+            temperature, tile_size, gather_distributed, local_anchors, "torch"
+        )
+        self.tile_size = tile_size
+        self.gather_distributed = gather_distributed
+        self.local_anchors = local_anchors
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor | None = None) -> torch.Tensor:
         return dcl(

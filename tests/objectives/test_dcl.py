@@ -5,7 +5,7 @@ import pytest
 import torch
 from augplug_objectives.dcl import DCL, DCLW, dcl
 from hypothesis import given
-from torch.utils._python_dispatch import TorchDispatchMode
+from test_infonce import _LargestTensor
 
 import augplug
 
@@ -95,19 +95,6 @@ def test_half_inputs_accumulate_in_float32(dtype):
         torch.testing.assert_close(
             grad.double(), ref_grad, rtol=1e-2, atol=1e-2 * ref_grad.abs().max().item()
         )
-
-
-class _LargestTensor(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for value in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(value, torch.Tensor):
-                self.largest = max(self.largest, value.numel())
-        return out
 
 
 def test_memory_is_tiled_like_infonce():
