@@ -9,7 +9,7 @@ STAMP := $(VENV)/.augplug-installed
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[audio,demo,dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[audio,demo,dev,trainers]'
 	touch $(STAMP)
 
 install: $(STAMP)
