@@ -8,6 +8,8 @@ DDP behaviour); the batch is enqueued *after* the lookup, only in training mode.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -68,6 +70,8 @@ class NearestNeighbour(_QueueAugmenter):
     so the queue exists before DDP broadcasts buffers and before ``load_state_dict``).
     """
 
+    example_kwargs: ClassVar[dict[str, int]] = {"dim": 8, "size": 32}
+
     def __init__(self, dim: int, size: int = 65536):
         super().__init__(size, dim)
 
@@ -87,6 +91,8 @@ class NeighbourMean(_QueueAugmenter):
     (normalised). The result is deterministic, so ``k`` samples are k identical copies.
     Defaults follow MeanShift (Koohpayegani et al. 2021): 5 neighbours, a 128000-row bank.
     """
+
+    example_kwargs: ClassVar[dict[str, int]] = {"dim": 8, "size": 32}
 
     def __init__(self, dim: int, size: int = 128000, neighbours: int = 5):
         super().__init__(size, dim)

@@ -20,16 +20,6 @@ from augplug.testing import (
     check_view_generator,
 )
 
-#: Built-ins whose factories do not declare ``example_kwargs`` yet (required arguments).
-KNOWN_KWARGS = {
-    ("views", "byol"): {"branch": 0},
-    ("features", "nearest_neighbour"): {"dim": 8, "size": 32},
-    ("features", "neighbour_mean"): {"dim": 8, "size": 32},
-    ("objective", "dino"): {"dim": 8},
-    ("objective", "moco"): {"dim": 8},
-    ("objective", "swav"): {"dim": 8},
-}
-
 
 @pytest.mark.parametrize(
     ("kind", "name"), [(k, n) for k in augplug.registry.KINDS for n in augplug.available(k)]
@@ -38,7 +28,7 @@ def test_every_builtin_passes_the_contracts(kind, name):
     # bad_input runs the same cases as tests/core/test_bad_input_matrix.py, where the open
     # findings are listed; it is not run twice.
     report = check_component(
-        kind, name, kwargs=KNOWN_KWARGS.get((kind, name)), max_examples=3, skip=("bad_input",)
+        kind, name, max_examples=3, skip=("bad_input",)
     )
     ran = [r for r in report.results if r.contract != "bad_input"]
     assert all(r.status == "pass" for r in ran), str(report)
