@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from augplug import distributed
-from augplug.checks import accumulation_dtype, check_bool, check_positive
+from augplug.checks import accumulation_dtype, check_bool, check_positive, validation_enabled
 from augplug.components import Objective
 from augplug_objectives.infonce import _check_views
 
@@ -60,9 +60,19 @@ def vicreg(
     # reduction, so no second pair of D x D tensors (Cov^2) is made.
     total = torch.linalg.vector_norm(covariance, dim=(1, 2)).square().sum()
     off = total - covariance.diagonal(dim1=1, dim2=2).square().sum()
-    return (
+    loss = (
         invariance_weight * invariance + variance_weight * variance + covariance_weight * off / dim
     )
+    # VICReg is not scale-invariant: its squared terms grow as |z|^4 and overflow the
+    # accumulation dtype for huge embeddings (|z| ~ 1e30 gives ~1e61). Checking reads the
+    # value (a host sync), so only while validation is on, as for non-finite inputs.
+    if validation_enabled() and not bool(torch.isfinite(loss)):
+        largest = float(views.detach().abs().amax())
+        raise ValueError(
+            f"z1: expected embeddings small enough for VICReg's squared terms in {dtype} "
+            f"(the loss overflows; largest |value| of z1, z2 is {largest:.3g})"
+        )
+    return loss
 
 
 class VICReg(Objective):
