@@ -62,19 +62,22 @@ def barlow_twins(
     """Functional form of :class:`BarlowTwins` (same arguments)."""
     views = _check_views(z1, z2)
     dtype = accumulation_dtype(views.dtype)
-    pair = views.to(dtype).transpose(0, 1)  # (2, B, D): both branches standardised at once
-    if pair.shape[1] < 2 and not (gather_distributed and distributed.is_distributed()):
+    gather = gather_distributed and distributed.is_distributed()
+    if z1.shape[0] < 2 and not gather:
         raise ValueError(
             f"z1: expected at least 2 samples to standardise over, got shape {tuple(z1.shape)}"
         )
-    rows = torch.tensor(float(pair.shape[1]), dtype=dtype, device=pair.device)
-    rows = _global_sum(rows, gather_distributed)
-    # Two passes (mean, then squared deviations), as batch-norm: no E[z^2] - E[z]^2 cancellation.
-    mean = _global_sum(pair.sum(1, keepdim=True), gather_distributed) / rows
-    centred = pair - mean
-    variance = _global_sum(centred.square().sum(1, keepdim=True), gather_distributed) / rows
-    standard = centred * torch.rsqrt(variance + eps)
-    correlation = _global_sum(standard[0].T @ standard[1], gather_distributed) / rows
+    # Each branch as its own contiguous (B, D) tensor: the stacked (B, 2, D) view's strided
+    # halves made the D x D matmul ~15% slower on the CPU.
+    a, b = z1.to(dtype), z2.to(dtype)
+    rows = _global_sum(torch.tensor(float(a.shape[0]), dtype=dtype, device=a.device), gather)
+    # Two passes (mean, then squared deviations), as batch-norm: no E[z^2] - E[z]^2
+    # cancellation. The two branches' statistics share each collective.
+    means = _global_sum(torch.stack([a.sum(0), b.sum(0)]), gather) / rows
+    a, b = a - means[0], b - means[1]
+    variances = _global_sum(torch.stack([a.square().sum(0), b.square().sum(0)]), gather) / rows
+    scales = torch.rsqrt(variances + eps)
+    correlation = _global_sum((a * scales[0]).T @ (b * scales[1]), gather) / rows
     diagonal = correlation.diagonal()
     # lambda * sum_{i != j} C_ij^2 as lambda * ||C||_F^2 minus the diagonal's share: the norm is
     # one fused reduction, so no second D x D tensor (C^2) is made. |C_ij| <= 1, so the
