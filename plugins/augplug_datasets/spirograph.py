@@ -47,6 +47,8 @@ from augplug import rng
 from augplug.checks import (
     check_batch,
     check_choice,
+    check_device,
+    check_int,
     check_same_batch,
     check_same_device,
     check_tensor,
@@ -230,17 +232,12 @@ def spirograph(
     ``"global"``, as :func:`render_spirograph`; give the views the same one.
     """
     check_choice(normalisation, "normalisation", NORMALISATIONS)
-    if split not in _SPLIT_STREAMS:
-        raise ValueError(f"split: expected one of {sorted(_SPLIT_STREAMS)}, got {split!r}")
-    if size is None:
-        size = _PAPER_SIZES[split]
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size: expected an int >= 1 or None, got {size!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
+    check_choice(split, "split", tuple(_SPLIT_STREAMS))
+    size = _PAPER_SIZES[split] if size is None else check_int(size, "size", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype!r}")
-    device = torch.device(device)
+    device = check_device(device)
     # One stream per (seed, split): the two splits never share draws.
     generator = torch.Generator().manual_seed(2 * seed + _SPLIT_STREAMS[split])
     # One row of ten factors per image, so a larger dataset extends a smaller one.

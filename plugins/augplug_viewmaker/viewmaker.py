@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from augplug import rng
-from augplug.checks import check_batch, check_generator, check_positive
+from augplug.checks import check_batch, check_bool, check_generator, check_int, check_positive
 from augplug.components import ParametricViewGenerator, Params
 
 __all__ = ["Viewmaker", "ViewmakerNetwork", "alternating_step", "viewmaker_parameters"]
@@ -172,26 +172,15 @@ class Viewmaker(ParametricViewGenerator):
         freeze_after: int | None = None,
     ):
         super().__init__()
-        for name, value, low in (
-            ("channels", channels, 1),
-            ("depth", depth, 0),
-            ("width", width, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
-        for name, flag in (("clamp", clamp), ("gradient_reversal", gradient_reversal)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name}: expected True or False, got {flag!r}")
-        if freeze_after is not None and (
-            isinstance(freeze_after, bool) or not isinstance(freeze_after, int) or freeze_after < 0
-        ):
-            raise ValueError(f"freeze_after: expected None or an int >= 0, got {freeze_after!r}")
-        self.channels = channels
-        self.depth = depth
+        self.channels = check_int(channels, "channels", minimum=1)
+        self.depth = check_int(depth, "depth", minimum=0)
+        width = check_int(width, "width", minimum=1)
         self.eps = check_positive(eps, "eps")
-        self.clamp = clamp
-        self.gradient_reversal = gradient_reversal
-        self.freeze_after = freeze_after
+        self.clamp = check_bool(clamp, "clamp")
+        self.gradient_reversal = check_bool(gradient_reversal, "gradient_reversal")
+        self.freeze_after = (
+            None if freeze_after is None else check_int(freeze_after, "freeze_after", minimum=0)
+        )
         self.steps = 0
         self.network = ViewmakerNetwork(channels, depth, width)
 
