@@ -19,6 +19,8 @@ def ink(picture: np.ndarray) -> torch.Tensor:
 def find_text(picture: np.ndarray, text: str, size: int) -> list[tuple[int, int]]:
     """Top-left corners where ``text`` is drawn exactly: the window's ink is the glyphs' ink."""
     mask = pictures._text_mask(text, size).float()
+    if mask.shape[0] > picture.shape[0] or mask.shape[1] > picture.shape[1]:
+        return []
     image = ink(picture)[None, None]
     hits = torch.nn.functional.conv2d(image, mask[None, None])[0, 0]
     counts = torch.nn.functional.conv2d(image, torch.ones_like(mask)[None, None])[0, 0]
@@ -92,7 +94,7 @@ def test_heat_maps_share_one_scale_per_grid(grid_inputs):
         return plain[1 + row * (cell + 1), 1 + column * (cell + 1)]
 
     np.testing.assert_array_equal(heat_pixel(3, 4), [255, 255, 255])  # the grid's top
-    quarter = pictures._heat(torch.tensor([[0.25]]))[:, 0, 0]
+    quarter = pictures.heat_map(torch.tensor([[0.25]]))[:, 0, 0]
     expected = (quarter * 255).round().to(torch.uint8).numpy()
     for row in (0, 3):
         np.testing.assert_array_equal(heat_pixel(row, 3), expected)
@@ -106,6 +108,17 @@ def test_views_of_another_size_and_no_delta_get_headers_but_no_scale(tmp_path):
     assert not find_text(picture, "|delta|", 2)
     with pytest.raises(TypeError, match="^title: expected a str"):
         view_grid(x, crops, title=3)
+
+
+def test_a_title_wider_than_the_grid_widens_the_picture():
+    x = torch.rand(2, 3, 8, 8)
+    plain = view_grid(x, [x], scale=2).numpy()
+    picture = view_grid(x, [x], scale=2, title="a long title for a small grid").numpy()
+    assert picture.shape[1] == pictures.text_width("a long title for a small grid", 2) + 12
+    assert find_text(picture, "a long title for a small grid", 2)
+    body = picture[-plain.shape[0] :]
+    np.testing.assert_array_equal(body[:, : plain.shape[1]], plain)
+    assert (body[:, plain.shape[1] :] == 255).all()
 
 
 def test_a_narrow_column_gets_a_smaller_header():
