@@ -8,7 +8,7 @@ from PIL import Image
 
 import augplug
 from augplug.cli import main as cli_main
-from augplug.demo import main, report, strategies, theory, views_main
+from augplug.demo import main, report, strategies, theory
 from augplug.demo.theory import TheorySettings, simulate
 
 TINY = [
@@ -144,18 +144,6 @@ def test_the_table_has_one_row_per_strategy_and_a_column_per_task():
     assert "50.0%" in lines[3] and "0.25 (R2 0.50)" in lines[3] and "skipped" in lines[4]
 
 
-@pytest.mark.parametrize(
-    ("views", "extra", "columns"), [("viewmaker", ["--delta"], 5), ("simclr", [], 3)]
-)
-def test_views_command_renders_a_grid(tmp_path, views, extra, columns):
-    path = tmp_path / "grid.png"
-    assert (
-        views_main(["--views", views, "--data", "shapes-on-photos", "-o", str(path), *extra]) == 0
-    )
-    with Image.open(path) as image:
-        assert image.size == grid_size(columns)
-
-
 def test_feature_dropout_theory_study_outcome(tmp_path):
     # The default setting (8 outputs for 16 input features): without dropout the weak
     # group's task stays near chance (50%), with dropout it is learned; the strong task is
@@ -211,12 +199,3 @@ def test_other_studies_run_end_to_end(tmp_path, data, expert, metric):
     with Image.open(tmp_path / f"views-{expert}.png") as image:
         side = 64 if data == "audio-patterns" else 32  # 64x64 log-mels, 32x32 images
         assert image.size == grid_size(3, side=side)
-
-
-def test_views_command_reports_a_generator_that_does_not_fit_the_data(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        views_main(
-            ["--views", "audio_waveform", "--data", "audio-patterns", "-o", str(tmp_path / "g.png")]
-        )
-    assert "cannot make views" in capsys.readouterr().err
-    assert not (tmp_path / "g.png").exists()
