@@ -117,16 +117,16 @@ def _cmd_views(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="augplug", description=__doc__)
+    parser = argparse.ArgumentParser(prog="augplug", description=__doc__.replace("``", "'"))
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plugins", help="list discovered plugins, what they register, and their status")
     p.add_argument("--strict", action="store_true", help="exit 1 if any plugin failed to load")
     p.set_defaults(func=_cmd_plugins)
     p = sub.add_parser("list", help="list the available components")
-    p.add_argument("kind", nargs="?", choices=registry.KINDS)
+    p.add_argument("kind", nargs="?", type=registry.normalise_kind, choices=registry.KINDS)
     p.set_defaults(func=_cmd_list)
     p = sub.add_parser("describe", help="signature, defaults and docs of one component")
-    p.add_argument("kind", choices=registry.KINDS)
+    p.add_argument("kind", type=registry.normalise_kind, choices=registry.KINDS)
     p.add_argument("name")
     p.set_defaults(func=_cmd_describe)
     p = sub.add_parser(

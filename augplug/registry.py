@@ -43,12 +43,20 @@ __all__ = [
     "describe",
     "get_registry",
     "isolated",
+    "normalise_kind",
     "plugins",
     "register_plugin",
     "reset",
 ]
 
 KINDS: tuple[str, ...] = ("views", "features", "objective", "dataset")
+#: The other spelling (singular or plural) of each kind, accepted wherever a kind is named.
+KIND_ALIASES = {
+    "view": "views",
+    "feature": "features",
+    "objectives": "objective",
+    "datasets": "dataset",
+}
 ENTRY_POINT_GROUP = "augplug"
 BUILTIN_DISTRIBUTION = "augplug"
 
@@ -307,6 +315,7 @@ class Registry:
     # ------------------------------------------------------------------ lookup
     def _entry(self, kind: str, name: str) -> _Entry:
         self.ensure_loaded()
+        kind = normalise_kind(kind)
         if kind not in KINDS:
             raise ValueError(f"kind: expected one of {list(KINDS)}, got {kind!r}")
         owners = self._conflicts.get((kind, name))
@@ -335,6 +344,7 @@ class Registry:
         return factory(**kwargs)
 
     def describe(self, kind: str, name: str) -> ComponentInfo:
+        kind = normalise_kind(kind)
         entry = self._entry(kind, name)
         plugin = self._plugins.get(entry.plugin)
         reason = entry.unavailable_reason()
@@ -365,6 +375,7 @@ class Registry:
     def available(self, kind: str | None = None) -> dict[str, list[str]] | list[str]:
         self.ensure_loaded()
         if kind is not None:
+            kind = normalise_kind(kind)
             if kind not in KINDS:
                 raise ValueError(f"kind: expected one of {list(KINDS)} or None, got {kind!r}")
             return sorted(
@@ -377,6 +388,11 @@ class Registry:
     def plugins(self) -> list[PluginInfo]:
         self.ensure_loaded()
         return sorted(self._plugins.values(), key=lambda p: (not p.builtin, p.name))
+
+
+def normalise_kind(kind: str) -> str:
+    """The registry's name of ``kind``: ``"objectives"`` -> ``"objective"``, ``"view"`` -> ``"views"``."""
+    return KIND_ALIASES.get(kind, kind) if isinstance(kind, str) else kind
 
 
 def _distribution_name(ep: metadata.EntryPoint) -> str | None:
