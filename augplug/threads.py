@@ -3,11 +3,12 @@
 PyTorch's CPU kernels run on an OpenMP pool, and OpenMP's default wait policy makes an
 idle pool thread spin for a while before it sleeps. When another process holds a core
 (a shared machine, a test run next to the demo), the spinning thread and the thread doing
-the work fight over it: on the 2-core development VM a demo-sized training step ran 2.6x
-slower with 2 threads than with 1 (benchmarks/bench_threads.py, results in
-benchmarks/results/threads.md). ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep at once)
-removes most of that loss, but OpenMP reads it only when the runtime starts, i.e. before
-``import torch``, so a library cannot set it for its caller.
+the work fight over it: on the shared 2-core development VM a demo-sized training step ran
+2.6x slower with 2 threads than with 1, 2.8x with one more CPU-bound process running
+(benchmarks/bench_threads.py, results in benchmarks/results/threads.md).
+``OMP_WAIT_POLICY=PASSIVE`` (threads sleep at once) removed that loss in both runs, but
+OpenMP reads it only when the runtime starts, i.e. before ``import torch``, so a library
+cannot set it for its caller.
 
 Hence the default here is **one thread**, which also keeps results reproducible: the
 thread count changes the order of floating-point sums, and so the trained numbers, and a
