@@ -40,8 +40,8 @@ class MultiCropViews(ImageOp):
     """Multi-crop views: ``n_global`` crops at ``global_size``, then ``n_local`` at ``local_size``.
 
     Every crop is RandomResizedCrop (ratio 3/4-4/3) + horizontal flip p 0.5 + colour jitter
-    0.4/0.4/0.2/0.1 with p 0.8 (fixed order) + grayscale p 0.2 + Gaussian blur sigma 0.1-2 (kernel
-    10% of the crop side), as DINO's ``DataAugmentationDINO``: the first global crop is always
+    0.4/0.4/0.2/0.1 with p 0.8 (fixed order) + grayscale p 0.2 + Gaussian blur sigma 0.1-2 (13
+    taps: +-3 sigma at sigma 2), as DINO's ``DataAugmentationDINO``: the first global crop is always
     blurred (p 1.0), the second is blurred with p 0.1 and solarized with p 0.2, local crops are
     blurred with p 0.5; further global crops alternate between the first two settings. The
     defaults (2 x 224 px at scale 0.4-1, 6 x 96 px at scale 0.05-0.4) are lightly's
@@ -152,7 +152,9 @@ def _crop_views(
         HorizontalFlip(0.5),
         ColourJitter(0.4, 0.4, 0.2, 0.1, 0.8),
         Grayscale(0.2),
-        GaussianBlur((0.1, 2.0), blur_p),
+        # DINO blurs with PIL's radius-sigma Gaussian, which has no kernel size: 13 taps cover
+        # +-3 sigma at the largest sigma (2), capped for crops too small for reflect padding.
+        GaussianBlur((0.1, 2.0), blur_p, kernel_size=min(13, 2 * min(size) - 1)),
     ]
     if solarize_p > 0:
         ops.append(Solarize(solarize_p))
