@@ -140,7 +140,9 @@ class _SimilarityLogSumExp(torch.autograd.Function):
             # matmuls (as flash attention does); elsewhere this is a no-op.
             probs = probs.sub_(lse[start:stop, None]).exp_().to(keys.dtype)
             grad_anchors[start:stop] = _mm(probs, keys, dtype).mul_(row_weight[start:stop])
-            weighted_anchors = (anchors[start:stop].to(dtype) * relative_weight[start:stop]).to(anchors.dtype)
+            weighted_anchors = (anchors[start:stop].to(dtype) * relative_weight[start:stop]).to(
+                anchors.dtype
+            )
             grad_keys += _mm(probs.T, weighted_anchors, dtype)
         grad_keys *= weight_norm
         return grad_anchors.to(anchors.dtype), grad_keys.to(keys.dtype), None, None, None, None
@@ -171,7 +173,9 @@ def similarity_logsumexp(
     kernel = _check_kernel(kernel, tile_size)
     if kernel == "triton":
         if exclude_block != 1:
-            raise ValueError(f"exclude_block: only kernel='torch' leaves out blocks, got {exclude_block!r}")
+            raise ValueError(
+                f"exclude_block: only kernel='torch' leaves out blocks, got {exclude_block!r}"
+            )
         from augplug_objectives.fused_lse import fused_similarity_logsumexp
 
         return fused_similarity_logsumexp(anchors, keys, scale=scale, self_offset=self_offset)
@@ -188,7 +192,9 @@ _KERNELS = ("torch", "triton")
 def _check_kernel(kernel, tile_size) -> str:
     check_choice(kernel, "kernel", _KERNELS)
     if kernel == "triton" and tile_size is not None:
-        raise ValueError(f"tile_size: only used with kernel='torch'; leave it None with kernel='triton', got {tile_size!r}")
+        raise ValueError(
+            f"tile_size: only used with kernel='torch'; leave it None with kernel='triton', got {tile_size!r}"
+        )
     return kernel
 
 
@@ -205,17 +211,26 @@ def _check_views(z1: torch.Tensor, z2: torch.Tensor | None) -> torch.Tensor:
     if z2 is None:
         check_batch(z1, "z1", ndim=3, layout="(B, V, D) with V >= 2 views, or (B, D) with z2")
         if z1.shape[1] < 2:
-            raise ValueError(f"z1: expected at least 2 views in (B, V, D), got shape {tuple(z1.shape)}")
+            raise ValueError(
+                f"z1: expected at least 2 views in (B, V, D), got shape {tuple(z1.shape)}"
+            )
         return z1
+    check_pair(z1, z2)
+    return torch.stack((z1, z2), dim=1)
+
+
+def check_pair(z1: torch.Tensor, z2: torch.Tensor) -> None:
+    """Check two (B, D) embeddings of one batch: same size, width, dtype and device."""
     check_batch(z1, "z1", ndim=2, layout="(B, D) when z2 is given")
     check_batch(z2, "z2", ndim=2, layout="(B, D)")
     check_same_batch("z1", z1, "z2", z2)
     check_same_device("z1", z1, "z2", z2)
     if z1.shape[1] != z2.shape[1]:
-        raise ValueError(f"z2: expected {z1.shape[1]} features (as z1), got shape {tuple(z2.shape)}")
+        raise ValueError(
+            f"z2: expected {z1.shape[1]} features (as z1), got shape {tuple(z2.shape)}"
+        )
     if z1.dtype != z2.dtype:
         raise TypeError(f"z2: expected dtype {z1.dtype} (as z1), got {z2.dtype}")
-    return torch.stack((z1, z2), dim=1)
 
 
 def _check_options(temperature, tile_size, gather_distributed, local_anchors, kernel) -> float:
@@ -226,7 +241,9 @@ def _check_options(temperature, tile_size, gather_distributed, local_anchors, ke
     check_bool(gather_distributed, "gather_distributed")
     check_bool(local_anchors, "local_anchors")
     if local_anchors and not gather_distributed:
-        raise ValueError("local_anchors: only meaningful with gather_distributed=True, got gather_distributed=False")
+        raise ValueError(
+            "local_anchors: only meaningful with gather_distributed=True, got gather_distributed=False"
+        )
     return temperature
 
 
@@ -327,7 +344,9 @@ class InfoNCE(Objective):
         kernel: str = "torch",
     ):
         super().__init__()
-        self.temperature = _check_options(temperature, tile_size, gather_distributed, local_anchors, kernel)
+        self.temperature = _check_options(
+            temperature, tile_size, gather_distributed, local_anchors, kernel
+        )
         self.tile_size = tile_size
         self.gather_distributed = gather_distributed
         self.local_anchors = local_anchors
