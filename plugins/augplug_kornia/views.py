@@ -158,6 +158,12 @@ def _build(ops: object) -> list[nn.Module]:
     return built
 
 
+def _forked(op: nn.Module) -> contextlib.AbstractContextManager:
+    """The global RNG that ``op`` samples from (the CPU's, or its GPU's), restored on exit."""
+    device = torch.device(getattr(op, "device", "cpu"))
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 def _drawn_continuous(op: nn.Module) -> tuple[str, ...]:
     """The op's :data:`CONTINUOUS_PARAMS` that it actually draws at random.
 
@@ -168,7 +174,7 @@ def _drawn_continuous(op: nn.Module) -> tuple[str, ...]:
     names = CONTINUOUS_PARAMS.get(type(op).__name__, ())
     if not names:
         return ()
-    with torch.random.fork_rng(devices=[]):
+    with _forked(op):
         first, second = (op.forward_parameters((4, 3, 32, 32)) for _ in range(2))
     return tuple(n for n in names if not torch.equal(first[n], second[n]))
 
@@ -245,7 +251,7 @@ class KorniaViews(ParametricViewGenerator):
         """
         if index not in self._batch_wide:
             op = self.ops[index]
-            with torch.random.fork_rng(devices=[]):
+            with _forked(op):
                 one, two = (op.forward_parameters((b, *shape[1:])) for b in (1, 2))
             self._batch_wide[index] = frozenset(
                 k

@@ -128,3 +128,50 @@ def test_no_local_crops_and_grey_input_is_refused():
     assert len(views(images(), generator=gen(0))) == 2
     with pytest.raises(ValueError, match=r"x: expected 3 \(RGB\) channels"):
         views(torch.rand(2, 1, 8, 8))
+
+
+def test_never_reads_values_back_and_apply_compiles_with_fullgraph():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from augplug.checks import validation
+
+    class RecordOps(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.add(func.__name__.split(".")[0])
+            return func(*args, **(kwargs or {}))
+
+    views = augplug.create("views", "multicrop", n_local=2, global_size=8, local_size=4)
+    x = images(b=2, h=10, w=10, dtype=torch.float32).requires_grad_()
+    with validation(False), RecordOps() as recorded:
+        sum(v.sum() for v in views(x, generator=gen(0))).backward()
+    assert not recorded.names & {"_local_scalar_dense", "nonzero", "masked_select", "item"}
+    params = views.sample(x, gen(1))
+    torch._dynamo.reset()
+    with validation(False):
+        compiled = torch.compile(views.apply, fullgraph=True, backend="aot_eager")(x, params)
+    for a, b in zip(compiled, views.apply(x, params)):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.cuda
+def test_no_host_sync_on_cuda():
+    from augplug.checks import validation
+
+    views = augplug.create("views", "multicrop", n_local=4, global_size=32, local_size=16)
+    x = torch.rand(8, 3, 40, 40, device="cuda")
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    with validation(False):
+        views(x, generator=generator)  # warm-up (lazy initialisation may sync once)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            views(x, generator=generator)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    params = views.sample(x, torch.Generator(device="cuda").manual_seed(1))
+    on_cpu = views.apply(x.cpu(), params.to("cpu"))
+    for a, b in zip(views.apply(x, params), on_cpu):
+        torch.testing.assert_close(a.cpu(), b, rtol=0, atol=1e-4)

@@ -236,3 +236,20 @@ def test_a_range_of_one_value_is_no_continuous_param():
         [{"op": "ColorJitter", "brightness": 0.2}, {"op": "RandomAffine", "degrees": 10}]
     )
     assert views.continuous_params == ("0.brightness_factor", "1.angle")
+
+
+@pytest.mark.cuda
+def test_on_cuda_equal_generators_and_both_global_rngs_untouched():
+    views = augplug.create("views", "kornia", ops=RECIPE).to("cuda")
+    x = images().cuda()
+    cpu_state, cuda_state = torch.get_rng_state(), torch.cuda.get_rng_state()
+    g = torch.Generator(device="cuda")
+    a = views(x, generator=g.manual_seed(1))
+    b = views(x, generator=g.manual_seed(1))
+    assert torch.equal(a, b) and a.device == x.device
+    assert torch.equal(torch.get_rng_state(), cpu_state)
+    assert torch.equal(torch.cuda.get_rng_state(), cuda_state)
+    params = views.sample(x, g.manual_seed(2))
+    torch.testing.assert_close(
+        views.apply(x, params).cpu(), views.apply(x, params.to("cuda")).cpu(), rtol=0, atol=0
+    )
