@@ -4,7 +4,7 @@ Same process, same inputs, same recipe (RandomResizedCrop, flip p 0.5, colour ji
 0.4/0.4/0.4/0.1 p 0.8 in the fixed order brightness -> contrast -> saturation -> hue,
 grayscale p 0.2, Gaussian blur sigma 0.1-2 p 0.5 with a kernel 10% of the side). Times are
 medians after warm-up, the rows timed round-robin (one call of each per round, so a change in
-load hits every row alike): CUDA events on a GPU, ``time.perf_counter`` on the CPU. The
+load hits every row alike; the order rotates every round): CUDA events on a GPU, ``time.perf_counter`` on the CPU. The
 header gives date, versions, threads and the load average at the start and the end. Rows:
 
 * ``copy floor`` - ``y.copy_(x)``: one read and one write of the batch, the bandwidth floor;
@@ -69,12 +69,19 @@ def interleaved(
     repeats: int,
     device: torch.device | None = None,
 ) -> dict[str, float]:
-    """Median milliseconds per row, timed round-robin after ``warmup`` rounds."""
+    """Median milliseconds per row, timed round-robin after ``warmup`` rounds.
+
+    The order rotates every round: on a shared CPU the row run right after another one was
+    measured up to 7% slower or faster than in the opposite order; rotating spreads that bias
+    over every row.
+    """
     device = torch.device("cpu") if device is None else device
     times: dict[str, list[float]] = {name: [] for name in rows}
+    names = list(rows)
     for round_ in range(warmup + repeats):
-        for name, fn in rows.items():
-            elapsed = _elapsed_ms(device, fn)
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            elapsed = _elapsed_ms(device, rows[name])
             if round_ >= warmup:
                 times[name].append(elapsed)
     return {name: statistics.median(t) for name, t in times.items()}
