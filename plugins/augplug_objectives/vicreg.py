@@ -19,11 +19,12 @@ term is a per-rank mean, equal only for equal per-rank sizes).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from augplug import distributed
 from augplug.checks import accumulation_dtype, check_bool, check_positive, validation_enabled
 from augplug.components import Objective
-from augplug_objectives.infonce import _check_views
+from augplug_objectives.infonce import check_pair
 
 __all__ = ["VICReg", "vicreg"]
 
@@ -40,26 +41,31 @@ def vicreg(
     gather_distributed: bool = False,
 ) -> torch.Tensor:
     """Functional form of :class:`VICReg` (same arguments)."""
-    views = _check_views(z1, z2)
-    dtype = accumulation_dtype(views.dtype)
-    pair = views.to(dtype)
+    check_pair(z1, z2)
+    dtype = accumulation_dtype(z1.dtype)
+    # Each branch as its own contiguous (N, D) tensor: the strided halves of a stacked
+    # (N, 2, D) tensor slowed the D x D products and kept extra copies alive.
+    a, b = z1.to(dtype), z2.to(dtype)
     if gather_distributed and distributed.is_distributed():
-        pair = distributed.all_gather_with_grad(pair)
-    rows, dim = pair.shape[0], pair.shape[2]
+        sizes = distributed.gather_sizes(a)
+        a = distributed.all_gather_with_grad(a, sizes=sizes)
+        b = distributed.all_gather_with_grad(b, sizes=sizes)
+    rows, dim = a.shape
     if rows < 2:
         raise ValueError(
             f"z1: expected at least 2 samples (an unbiased variance), got shape {tuple(z1.shape)}"
         )
-    pair = pair.transpose(0, 1)  # (2, N, D): both branches' statistics at once
-    invariance = (pair[0] - pair[1]).square().mean()
-    centred = pair - pair.mean(1, keepdim=True)
-    std = torch.sqrt(centred.square().sum(1) / (rows - 1) + eps)  # (2, D)
-    variance = torch.relu(variance_target - std).mean()  # = (v(Z) + v(Z')) / 2
-    covariance = centred.transpose(1, 2) @ centred / (rows - 1)  # (2, D, D)
-    # sum_{i != j} Cov_ij^2 as ||Cov||_F^2 minus the diagonal's: the norm is one fused
-    # reduction, so no second pair of D x D tensors (Cov^2) is made.
-    total = torch.linalg.vector_norm(covariance, dim=(1, 2)).square().sum()
-    off = total - covariance.diagonal(dim1=1, dim2=2).square().sum()
+    invariance = F.mse_loss(a, b)
+    variance = a.new_zeros(())
+    off = a.new_zeros(())
+    for z in (a, b):
+        variance = variance + torch.relu(variance_target - torch.sqrt(z.var(0) + eps)).mean() / 2
+        centred = z - z.mean(0)
+        covariance = centred.T @ centred / (rows - 1)
+        # sum_{i != j} Cov_ij^2 as ||Cov||_F^2 minus the diagonal's: one fused reduction,
+        # no second D x D tensor (Cov^2).
+        diagonal = covariance.diagonal()
+        off = off + torch.linalg.vector_norm(covariance).square() - diagonal.square().sum()
     loss = (
         invariance_weight * invariance + variance_weight * variance + covariance_weight * off / dim
     )
@@ -67,7 +73,7 @@ def vicreg(
     # accumulation dtype for huge embeddings (|z| ~ 1e30 gives ~1e61). Checking reads the
     # value (a host sync), so only while validation is on, as for non-finite inputs.
     if validation_enabled() and not bool(torch.isfinite(loss)):
-        largest = float(views.detach().abs().amax())
+        largest = max(float(z1.detach().abs().amax()), float(z2.detach().abs().amax()))
         raise ValueError(
             f"z1: expected embeddings small enough for VICReg's squared terms in {dtype} "
             f"(the loss overflows; largest |value| of z1, z2 is {largest:.3g})"
