@@ -102,7 +102,9 @@ def header(**extra: object) -> str:
         "load": load_average(),
         **extra,
     }
-    return ", ".join(f"{k} {v}" for k, v in fields.items()) + "\ncommand: python " + " ".join(sys.argv)
+    return (
+        ", ".join(f"{k} {v}" for k, v in fields.items()) + "\ncommand: python " + " ".join(sys.argv)
+    )
 
 
 def baseline_views(revision: str) -> Callable[..., nn.Module]:
@@ -115,7 +117,9 @@ def baseline_views(revision: str) -> Callable[..., nn.Module]:
             ["git", "show", f"{revision}:plugins/augplug_image/{name}"],
             cwd=root, check=True, capture_output=True, text=True,
         ).stdout  # fmt: skip
-        (package / name).write_text(source.replace("from augplug_image import", "from augplug_image_at import"))
+        (package / name).write_text(
+            source.replace("from augplug_image import", "from augplug_image_at import")
+        )
     sys.path.insert(0, str(package.parent))
     return importlib.import_module("augplug_image_at.views").SimCLRViews
 
@@ -135,7 +139,9 @@ def kornia_simclr(side: int, scale: tuple[float, float]) -> nn.Module:
     )
 
 
-def forward_backward(views: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], None]:
+def forward_backward(
+    views: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+) -> Callable[[], None]:
     leaf = x.detach().requires_grad_()
 
     def step() -> None:
@@ -154,7 +160,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -194,16 +202,27 @@ def train_step_rate(device, x, make_views, warmup, repeats) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sizes", nargs="+", default=["512x32", "256x224"], help="BATCHxSIDE")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(views)")
-    parser.add_argument("--train-step", action="store_true", help="two views + ResNet-18 bf16 step (first size)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (torch default if unset)")
-    parser.add_argument("--baseline", default=None, metavar="REV", help="also time augplug_image at this git revision")
+    parser.add_argument(
+        "--train-step", action="store_true", help="two views + ResNet-18 bf16 step (first size)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU intra-op threads (torch default if unset)"
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="REV",
+        help="also time augplug_image at this git revision",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.threads is not None:
@@ -211,8 +230,14 @@ def main() -> None:
     torch.manual_seed(0)
 
     baseline = baseline_views(args.baseline) if args.baseline else None
-    print(header(device=f"{device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'})"))
-    print(f"{'shape':>16} {'dtype':>9} {'what':>18} {'fwd ms':>9} {'fwd+bwd ms':>11} {'kornia/x':>9} {'/copy':>7}")
+    print(
+        header(
+            device=f"{device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'})"
+        )
+    )
+    print(
+        f"{'shape':>16} {'dtype':>9} {'what':>18} {'fwd ms':>9} {'fwd+bwd ms':>11} {'kornia/x':>9} {'/copy':>7}"
+    )
     with validation(False):  # production setting: no host-syncing value checks
         for spec in args.sizes:
             batch, side = (int(v) for v in spec.split("x"))
@@ -228,28 +253,38 @@ def main() -> None:
                 copy = timer(device, lambda x=x, out=out: out.copy_(x), args.warmup, args.repeats)
                 rows = [("kornia", theirs), ("augplug", ours)]
                 if baseline is not None:
-                    rows.append((f"augplug@{args.baseline}", baseline(size=side, scale=scale).to(device)))
+                    rows.append(
+                        (f"augplug@{args.baseline}", baseline(size=side, scale=scale).to(device))
+                    )
                 if args.compile:
                     # The whole module, sampling included (no generator, so dynamo can trace it).
                     rows.append(("augplug compiled", torch.compile(ours)))
                 forward = {n: (lambda views=views, x=x: views(x)) for n, views in rows}
                 fwd = interleaved(forward, args.warmup, args.repeats, device)
-                bwd = interleaved({n: forward_backward(v, x) for n, v in rows}, args.warmup, args.repeats, device)
+                bwd = interleaved(
+                    {n: forward_backward(v, x) for n, v in rows}, args.warmup, args.repeats, device
+                )
                 results = {name: (fwd[name], bwd[name]) for name, _ in rows}
                 print(f"{shape:>16} {dtype_name:>9} {'copy floor':>18} {copy:9.3f}")
                 kornia_fwd, kornia_bwd = results["kornia"]
                 for name, (fwd, bwd) in results.items():
                     speedup = f"{kornia_fwd / fwd:.1f}/{kornia_bwd / bwd:.1f}"
-                    print(f"{shape:>16} {dtype_name:>9} {name:>18} {fwd:9.3f} {bwd:11.3f} {speedup:>9} {fwd / copy:7.1f}")
+                    print(
+                        f"{shape:>16} {dtype_name:>9} {name:>18} {fwd:9.3f} {bwd:11.3f} {speedup:>9} {fwd / copy:7.1f}"
+                    )
         if args.train_step:
             batch, side = (int(v) for v in args.sizes[0].split("x"))
             scale = (0.2, 1.0) if side <= 32 else (0.08, 1.0)
-            x = torch.rand(batch, 3, side, side, device=device).contiguous(memory_format=torch.channels_last)
+            x = torch.rand(batch, 3, side, side, device=device).contiguous(
+                memory_format=torch.channels_last
+            )
             ours = augplug.create("views", "simclr", size=side, scale=scale).to(device)
             theirs = kornia_simclr(side, scale).to(device)
             for name, views in [("kornia", theirs), ("augplug", ours)]:
                 rate = train_step_rate(device, x, views, args.warmup, args.repeats)
-                print(f"train step (2 views + ResNet-18 bf16), {batch}x3x{side}x{side}, {name}: {rate:,.0f} img/s")
+                print(
+                    f"train step (2 views + ResNet-18 bf16), {batch}x3x{side}x{side}, {name}: {rate:,.0f} img/s"
+                )
     print(f"load at the end: {load_average()}")
 
 

@@ -5,6 +5,8 @@ Rows, timed round-robin (one call of each per round, so load changes hit all row
 medians of ``time.perf_counter``:
 
 * ``kornia`` - ``module(x)``: Kornia samples from the global RNG and renders;
+* ``kornia op by op`` - the same ops called one after another without the container (what the
+  adapter does underneath, for telling the adapter's cost from ``AugmentationSequential``'s);
 * ``adapter`` - ``views(x)``: the same ops through the adapter (global RNG, as Kornia);
 * ``adapter+generator`` - ``views(x, generator=g)``: one seed from ``g``, Kornia's sampling
   inside ``torch.random.fork_rng`` (the global RNG untouched), params flattened and replayed.
@@ -33,14 +35,23 @@ def simclr_ops(side: int) -> list[dict]:
     return [
         {"op": "RandomResizedCrop", "size": (side, side), "scale": (0.2, 1.0)},
         {"op": "RandomHorizontalFlip", "p": 0.5},
-        {"op": "ColorJitter", "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1, "p": 0.8},
+        {
+            "op": "ColorJitter",
+            "brightness": 0.4,
+            "contrast": 0.4,
+            "saturation": 0.4,
+            "hue": 0.1,
+            "p": 0.8,
+        },
         {"op": "RandomGrayscale", "p": 0.2},
         {"op": "RandomGaussianBlur", "kernel_size": kernel, "sigma": (0.1, 2.0), "p": 0.5},
     ]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--side", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=3)
@@ -50,8 +61,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     ops = simclr_ops(args.side)
-    module = K.AugmentationSequential(*(getattr(K, o["op"])(**{k: v for k, v in o.items() if k != "op"}) for o in ops))
+    module = K.AugmentationSequential(
+        *(getattr(K, o["op"])(**{k: v for k, v in o.items() if k != "op"}) for o in ops)
+    )
     views = augplug.create("views", "kornia", ops=ops)
+
+    def op_by_op(x: torch.Tensor) -> torch.Tensor:
+        for op in module.children():
+            x = op(x)
+        return x
+
     x = torch.rand(args.batch, 3, args.side, args.side)
     generator = torch.Generator().manual_seed(0)
     print(header(shape=f"{args.batch}x3x{args.side}x{args.side}"))
@@ -59,6 +78,7 @@ def main() -> None:
         medians = interleaved(
             {
                 "kornia": lambda: module(x),
+                "kornia op by op": lambda: op_by_op(x),
                 "adapter": lambda: views(x),
                 "adapter+generator": lambda: views(x, generator=generator),
             },

@@ -30,7 +30,9 @@ STD = (0.229, 0.224, 0.225)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--side", type=int, default=256, help="side of the (square) source images")
     parser.add_argument("--warmup", type=int, default=1)
@@ -58,7 +60,10 @@ def main() -> None:
     print(header(lightly=lightly.__version__, images=f"{args.batch} x {args.side}x{args.side}"))
     with validation(False), torch.no_grad():
         medians = interleaved(
-            {"lightly DINOTransform per sample": lightly_per_sample, "augplug multicrop batched": augplug_batched},
+            {
+                "lightly DINOTransform per sample": lightly_per_sample,
+                "augplug multicrop batched": augplug_batched,
+            },
             args.warmup,
             args.repeats,
         )

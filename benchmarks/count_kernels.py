@@ -51,11 +51,17 @@ def _count_eager(fn, full_size: int) -> tuple[int, int]:
 
 def _count_compiled(source: str) -> int:
     body = source[source.find("def call(") :]
-    return len(re.findall(r"^\s+(?:cpp_fused_\w+|triton_\w+\.run|buf\d+ = extern_kernels\.\w+)\(", body, re.M))
+    return len(
+        re.findall(
+            r"^\s+(?:cpp_fused_\w+|triton_\w+\.run|buf\d+ = extern_kernels\.\w+)\(", body, re.M
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--views", default="simclr")
     parser.add_argument("--shape", default="16x224", help="BATCHxSIDE")
     parser.add_argument("--device", default="cpu")
@@ -79,13 +85,21 @@ def main(argv: list[str] | None = None) -> None:
     leaf = x.detach().requires_grad_(True)
     _, train_code = run_and_get_code(lambda: compiled(leaf, params).sum().backward())
 
-    print(f"{args.views} views, {batch}x3x{side}x{side} channels_last float32 on {args.device}, torch {torch.__version__}\n")
+    print(
+        f"{args.views} views, {batch}x3x{side}x{side} channels_last float32 on {args.device}, torch {torch.__version__}\n"
+    )
     # Training compiles two graphs: the forward (saving what the backward needs), then the backward.
     train_forward, train_backward = (_count_compiled(source) for source in train_code)
-    print("| path | sample | apply forward (full-batch) | forward when training | backward (full-batch) |")
+    print(
+        "| path | sample | apply forward (full-batch) | forward when training | backward (full-batch) |"
+    )
     print("|---|---|---|---|---|")
-    print(f"| eager | {sample[0]} | {forward[0]} ({forward[1]}) | {forward[0]} | {backward[0]} ({backward[1]}) |")
-    print(f"| torch.compile(apply) | (eager) | {sum(map(_count_compiled, forward_code))} | {train_forward} | {train_backward} |")
+    print(
+        f"| eager | {sample[0]} | {forward[0]} ({forward[1]}) | {forward[0]} | {backward[0]} ({backward[1]}) |"
+    )
+    print(
+        f"| torch.compile(apply) | (eager) | {sum(map(_count_compiled, forward_code))} | {train_forward} | {train_backward} |"
+    )
 
 
 if __name__ == "__main__":
