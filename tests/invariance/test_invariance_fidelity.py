@@ -79,14 +79,14 @@ def test_difference_with_batch_norm_has_no_bias_from_the_statistics():
     views = Brightness(1.0, 1.0)
     params = views.sample(x)
     encoder = bn_encoder().train()
-    other_view = torch.rand_like(x)
+    other_view = torch.rand(x.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
     h = encoder(torch.cat([views.apply(x, params), other_view])).view(2, 8, -1).transpose(0, 1)
     penalty = GradientInvariance("difference")(encoder, views, x, params, h=h)
     assert penalty.abs() < 1e-24
     mismatched = torch.nn.functional.normalize(
         encoder(views.apply(x, params)), dim=1
     ) - torch.nn.functional.normalize(h[:, 0], dim=1)
-    assert mismatched.square().sum(-1).mean() > 1e-4  # what reuse would have added
+    assert mismatched.square().sum(-1).mean() > 1e-6  # what reuse would have added
     encoder.eval()  # running statistics: per-sample again, so h is reused and exact
     h = encoder(torch.cat([views.apply(x, params), other_view])).view(2, 8, -1).transpose(0, 1)
     assert GradientInvariance("difference")(encoder, views, x, params, h=h).abs() < 1e-24
