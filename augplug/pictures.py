@@ -4,7 +4,7 @@
   with ``labels=True`` a header over each column, a colour scale under the ``|delta|``
   heat-maps and an optional ``title``.
 * :func:`save_bar_chart`: one panel per task, one bar per strategy, values written on the
-  bars (percentages for accuracies), a dashed chance line on every panel, a legend.
+  bars (percentages for accuracies), a dashed chance line on every panel that has one, a legend.
 * :func:`save_png`: any uint8 (H, W, C) image.
 
 PNG encoding is plain ``zlib`` + ``struct`` and text is drawn with a built-in 5 x 7 bitmap
@@ -556,45 +556,50 @@ _BAR_COLOURS = [
 
 @dataclass(frozen=True)
 class ChartPanel:
-    """One panel of :func:`bar_chart`: a title, one value per bar and the chance level.
+    """One panel of :func:`bar_chart`: a title, one value per bar and an optional level line.
 
     Args:
         title: e.g. ``"digit (accuracy)"``.
         values: bar name -> value (``None`` draws no bar, e.g. a skipped run).
-        chance: the chance level, drawn as a dashed line and stated in the panel's title.
-        percent: the values are fractions shown as percentages (accuracies); otherwise
-            they are written with two decimals (R^2).
+        line: a level drawn as a dashed line across the panel (the chance level) and
+            stated in the panel's title as ``line_name value``.
+        line_name: what the line is (default ``"chance"``).
+        percent: the values are fractions shown as percentages (accuracies, default);
+            ``False`` writes them with two decimals (R^2).
     """
 
     title: str
     values: Mapping[str, float | None]
-    chance: float | None = None
-    percent: bool = False
+    line: float | None = None
+    line_name: str = "chance"
+    percent: bool = True
 
     def format(self, value: float) -> str:
         return f"{100 * value:.1f}%" if self.percent else f"{value:.2f}"
 
 
 def _axis_range(panel: ChartPanel) -> tuple[float, float]:
-    """[low, high] in quarter steps covering 0, 1, the values and the chance level."""
+    """[low, high] in quarter steps covering 0, 1, the values and the line."""
     points = [0.0, 1.0, *(v for v in panel.values.values() if v is not None)]
-    if panel.chance is not None:
-        points.append(panel.chance)
+    if panel.line is not None:
+        points.append(panel.line)
     return math.floor(min(points) * 4) / 4, math.ceil(max(points) * 4) / 4
 
 
-def bar_chart(panels: Sequence[ChartPanel], *, title: str | None = None) -> torch.Tensor:
+def bar_chart(
+    panels: Sequence[ChartPanel], *, title: str | None = None, line_label: str = "chance"
+) -> torch.Tensor:
     """The uint8 (H, W, 3) picture that :func:`save_bar_chart` writes."""
     if not panels:
         raise ValueError("panels: expected at least one ChartPanel, got none")
     names = list(dict.fromkeys(n for p in panels for n in p.values))
     size, pad = 2, 12
     text_h = _GLYPH_HEIGHT * size
-    bar_w, slot = 60, 84
+    bar_w, slot = 48, 64
     plot_h = 260
     axis_w = text_width("100%", size) + pad
     panel_titles = [
-        p.title + ("" if p.chance is None else f", chance {p.format(p.chance)}") for p in panels
+        p.title + ("" if p.line is None else f", {p.line_name} {p.format(p.line)}") for p in panels
     ]
     panel_w = [
         max(pad + slot * len(names), text_width(t, size) - axis_w + pad) for t in panel_titles
@@ -608,7 +613,8 @@ def bar_chart(panels: Sequence[ChartPanel], *, title: str | None = None) -> torc
             row_w = pad
         legend_rows[-1].append(name)
         row_w += item_w
-    legend_rows.append(["- - chance"])
+    if any(p.line is not None for p in panels):
+        legend_rows.append([None])  # the dashed line and line_label
     title_h = 0 if title is None else text_h + pad
     plot_top = pad + title_h + text_h + 2 * pad + text_h  # title, panel titles, bar values
     height = plot_top + plot_h + pad + len(legend_rows) * (text_h + pad) + pad
@@ -649,8 +655,8 @@ def bar_chart(panels: Sequence[ChartPanel], *, title: str | None = None) -> torc
             text_left = x0 + (bar_w - text_width(text, size)) // 2
             _draw_text(canvas, text, text_top, text_left, _fitting_size(text, slot - 4, size))
         _fill(canvas, zero, plot_left, zero + 1, plot_left + inner_w, _BLACK)
-        if panel.chance is not None:  # over the bars and the axis, so it shows at 0 too
-            y = y_of(panel.chance)
+        if panel.line is not None:  # over the bars and the axis, so it shows at 0 too
+            y = y_of(panel.line)
             for x in range(plot_left, plot_left + inner_w, 12):
                 _fill(canvas, y - 1, x, y + 2, min(x + 7, plot_left + inner_w), _BLACK)
         left += axis_w + inner_w + pad
@@ -659,7 +665,7 @@ def bar_chart(panels: Sequence[ChartPanel], *, title: str | None = None) -> torc
     for row in legend_rows:
         x = pad
         for name in row:
-            if name == "- - chance":
+            if name is None:
                 for dash in range(3):
                     _fill(
                         canvas,
@@ -669,7 +675,7 @@ def bar_chart(panels: Sequence[ChartPanel], *, title: str | None = None) -> torc
                         x + 9 * dash + 6,
                         _BLACK,
                     )
-                _draw_text(canvas, "chance", top, x + text_h * 2, size)
+                _draw_text(canvas, line_label, top, x + text_h * 2, size)
                 continue
             _fill(canvas, top, x, top + text_h, x + text_h, _BAR_COLOURS[names.index(name) % 7])
             _draw_text(canvas, name, top, x + text_h + 6, size)
@@ -679,15 +685,20 @@ def bar_chart(panels: Sequence[ChartPanel], *, title: str | None = None) -> torc
 
 
 def save_bar_chart(
-    path: str | Path, panels: Sequence[ChartPanel], *, title: str | None = None
+    path: str | Path,
+    panels: Sequence[ChartPanel],
+    *,
+    title: str | None = None,
+    line_label: str = "chance",
 ) -> tuple[int, int]:
     """Write a bar chart PNG: one panel per :class:`ChartPanel`, one bar per name.
 
     Values are written over their bars (percentages when ``percent``), the axis runs in
-    quarter steps over [0, 1] and any value outside it (a negative R^2), the chance level
-    is a thick dashed black line on every panel (drawn over the axis, so a chance of 0 shows)
-    and is stated in the panel's title; a legend names the colours. Returns (width, height).
+    quarter steps over [0, 1] and any value outside it (a negative R^2 or drop), a panel's
+    ``line`` (the chance level) is a thick dashed black line drawn over the bars and the
+    axis, so a chance of 0 shows, and is stated in the panel's title; a legend names the
+    colours and ``line_label`` says what the dashed lines are. Returns (width, height).
     """
-    picture = bar_chart(panels, title=title)
+    picture = bar_chart(panels, title=title, line_label=line_label)
     save_png(path, picture)
     return picture.shape[1], picture.shape[0]

@@ -130,8 +130,8 @@ def test_a_narrow_column_gets_a_smaller_header():
 
 
 PANELS = [
-    ChartPanel("photo (accuracy)", {"simclr": 0.817, "viewmaker": 0.729}, 0.116, percent=True),
-    ChartPanel("radius (R^2)", {"simclr": 0.55, "viewmaker": -0.12}, 0.0),
+    ChartPanel("photo (accuracy)", {"simclr": 0.817, "viewmaker": 0.729}, 0.116),
+    ChartPanel("radius (R^2)", {"simclr": 0.55, "viewmaker": -0.12}, 0.0, percent=False),
 ]
 
 
@@ -168,3 +168,14 @@ def test_the_chance_line_shows_on_every_panel_even_at_zero():
 def test_bar_chart_needs_a_panel():
     with pytest.raises(ValueError, match="^panels: expected at least one"):
         pictures.bar_chart([])
+
+
+def test_panels_without_a_line_and_a_named_line():
+    drops = ChartPanel("digit: drop on views", {"simclr": -0.2, "viewmaker": 0.05})
+    picture = pictures.bar_chart([drops]).numpy()
+    assert find_text(picture, "-20.0%", 2) and find_text(picture, "5.0%", 2)
+    assert not find_text(picture, "chance", 2)  # no line: no legend entry
+    share = ChartPanel("|delta| on overlay", {"viewmaker": 0.4}, 0.25, line_name="pixels")
+    picture = pictures.bar_chart([drops, share], line_label="chance; overlay pixels").numpy()
+    assert find_text(picture, "|delta| on overlay, pixels 25.0%", 2)
+    assert find_text(picture, "chance; overlay pixels", 2)
