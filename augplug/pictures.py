@@ -595,7 +595,7 @@ def bar_chart(
     names = list(dict.fromkeys(n for p in panels for n in p.values))
     size, pad = 2, 12
     text_h = _GLYPH_HEIGHT * size
-    bar_w, slot = 48, 64
+    bar_w, slot = 56, 76  # "-20.0%" at size 2 (70 px) fits a slot
     plot_h = 260
     axis_w = text_width("100%", size) + pad
     panel_titles = [
