@@ -186,11 +186,12 @@ class SwAV(Objective):
         if self.gather_distributed and distributed.is_distributed():
             unit = distributed.all_gather_with_grad(unit)
         prototypes = self.prototypes.to(dtype)
-        scores = unit @ prototypes.T  # (N, V, K)
-        codes = self._codes(
-            scores[:, : self.assign_views].detach(), prototypes.detach()
-        )  # (N, A, K)
-        log_p = torch.log_softmax(scores / self.temperature, dim=-1)
+        with torch.no_grad():  # the codes: the assign crops' scores, no gradient
+            assign_scores = unit[:, : self.assign_views] @ prototypes.T
+            codes = self._codes(assign_scores, prototypes)  # (N, A, K)
+        # The temperature folded into the (K, D) prototypes rather than dividing the
+        # (N, V, K) scores: one fewer tensor of that size kept for the backward.
+        log_p = torch.log_softmax(unit @ (prototypes.T / self.temperature), dim=-1)
         # cross[n, a, v] = -sum_k q_a log p_v; the crop a itself does not predict its own code.
         cross = -torch.einsum("nak,nvk->nav", codes, log_p)
         own = torch.eye(self.assign_views, num_views, dtype=torch.bool, device=cross.device)
