@@ -36,25 +36,23 @@ from torch import nn
 
 import augplug
 
+RECIPES = Path(__file__).resolve().parent / "recipes"
 
-def recipe_for(method: str, *, size: int, total_steps: int) -> dict[str, Any]:
-    """The recipe of ``method``: SimCLR (InfoNCE) or BYOL (momentum target, predictor)."""
-    if method == "simclr":
-        return {
-            "views": {"name": "simclr", "size": size},
-            "objective": {"name": "infonce", "temperature": 0.2, "gather_distributed": True},
-        }
-    if method == "byol":
-        return {
-            "branch_views": [
-                {"name": "byol", "branch": 0, "size": size},
-                {"name": "byol", "branch": 1, "size": size},
-            ],
-            # BYOL's cosine schedule rises from 0.99 to 1 over the whole run.
-            "target": {"momentum": 0.99, "total_steps": total_steps},
-            "objective": {"name": "byol"},
-        }
-    raise ValueError(f"method: expected 'simclr' or 'byol', got {method!r}")
+
+def method_recipe(method: str, *, size: int, total_steps: int) -> dict[str, Any]:
+    """``examples/recipes/<method>.toml`` at ``size`` px, its target's schedule over the run.
+
+    InfoNCE gathers every process's embeddings (``gather_distributed``; a no-op on one).
+    """
+    recipe = augplug.load_recipe(RECIPES / f"{method}.toml")
+    for spec in [recipe.get("views"), *recipe.get("branch_views", [])]:
+        if spec is not None:
+            spec["size"] = size
+    if "target" in recipe:
+        recipe["target"]["total_steps"] = total_steps
+    if recipe["objective"]["name"] == "infonce":
+        recipe["objective"]["gather_distributed"] = True
+    return recipe
 
 
 def view_seed(seed: int, step: int, rank: int) -> int:
@@ -157,7 +155,7 @@ def main(argv: list[str] | None = None) -> list[float]:
     else:
         # BYOL's momentum schedule spans the whole run: resume with the same --epochs.
         total_steps = args.epochs * len(loader)
-        recipe = recipe_for(args.method, size=args.size, total_steps=total_steps)
+        recipe = method_recipe(args.method, size=args.size, total_steps=total_steps)
         predictor = args.method == "byol"
     model = SelfSupervised(recipe, predictor=predictor)
     # The momentum target's parameters take no gradient and stay out of the optimiser.
