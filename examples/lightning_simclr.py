@@ -34,12 +34,12 @@ from torch import nn
 
 import augplug
 
-RECIPES = Path(__file__).resolve().parent / "recipes"
-
 try:  # the unified `lightning` package, or the standalone `pytorch-lightning`
     import lightning.pytorch as pl
 except ImportError:
     import pytorch_lightning as pl
+
+RECIPES = Path(__file__).resolve().parent / "recipes"
 
 
 def method_recipe(method: str, *, size: int, total_steps: int) -> dict[str, Any]:
