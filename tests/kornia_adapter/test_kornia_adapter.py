@@ -253,3 +253,24 @@ def test_on_cuda_equal_generators_and_both_global_rngs_untouched():
     torch.testing.assert_close(
         views.apply(x, params).cpu(), views.apply(x, params.to("cuda")).cpu(), rtol=0, atol=0
     )
+
+
+def test_a_recipe_lists_kornia_ops_then_a_viewmaker():
+    recipe = {
+        "views": [
+            {
+                "name": "kornia",
+                "ops": [{"op": "RandomAffine", "degrees": 10}, {"op": "RandomErasing"}],
+            },
+            {"name": "viewmaker", "depth": 1, "width": 4},
+        ],
+        "objective": {"name": "infonce"},
+    }
+    pipe = augplug.build(recipe)
+    encoder = torch.nn.Sequential(
+        torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 8)
+    )
+    torch.manual_seed(0)
+    out = pipe(images(b=4, h=16, w=16), encoder, generator=gen(0))
+    out.loss.backward()
+    assert out.loss.isfinite() and encoder[2].weight.grad is not None
