@@ -47,6 +47,7 @@ import torch.nn.functional as F
 import augplug
 from augplug import rng
 from augplug.evaluate import probe_tasks
+from augplug.progress import Progress
 
 __all__ = [
     "SWEEP_RATIOS",
@@ -171,6 +172,8 @@ def sweep(
 ) -> list[dict[str, Any]]:
     """One row per (width, weak_scale): both tasks' accuracy per view kind, the ceiling, suppression."""
     rows = []
+    # A line at least every 10 s of work when stderr is a log, a live bar on a terminal.
+    progress = Progress("feature-dropout sweep", len(ratios) * len(widths), label_width=0)
     for ratio in ratios:
         settings = replace(base, weak_scale=ratio)
         top = ceiling(settings, seed)
@@ -185,6 +188,8 @@ def sweep(
                     "suppressed": weak - 0.5 < 0.5 * (top - 0.5),
                 }
             rows.append(row)
+            if progress.due(len(rows)):
+                progress.update(len(rows))
     return rows
 
 

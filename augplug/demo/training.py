@@ -1,9 +1,7 @@
-"""The demo's data loading, training loop, progress bar and evaluation."""
+"""The demo's data loading, training loop (with :class:`augplug.progress.Progress`) and evaluation."""
 
 from __future__ import annotations
 
-import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -14,9 +12,10 @@ import augplug
 from augplug import rng
 from augplug.demo.strategies import DataSpec, Encoder, Strategy, projector
 from augplug.evaluate import LinearProbes, encode
+from augplug.progress import Progress
 
 __all__ = [
-    "DemoData", "ProgressBar", "RunResult", "evaluate", "fit_probes", "initial_encoder",
+    "DemoData", "RunResult", "evaluate", "fit_probes", "initial_encoder",
     "load_data", "load_split", "train", "views_of_test_set",
 ]  # fmt: skip
 
@@ -73,31 +72,6 @@ def load_data(
     return DemoData(spec, tasks, train_x, train_y, test_x, test_y)
 
 
-class ProgressBar:
-    """A one-line progress bar (steps, loss, throughput) on a terminal; a few plain lines otherwise."""
-
-    def __init__(self, label: str, total: int, stream: TextIO | None = None, width: int = 24):
-        self.label, self.total, self.width = label, total, width
-        self.stream = stream if stream is not None else sys.stderr
-        self.interactive = self.stream.isatty()
-        self.start = time.perf_counter()
-        self._next_line = 0
-
-    def update(self, step: int, loss: float, images: int) -> None:
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        done = int(self.width * step / self.total)
-        text = (
-            f"{self.label:>22} {step:>5}/{self.total} |{'#' * done}{'.' * (self.width - done)}| "
-            f"loss {loss:7.4f} | {images / elapsed:7.0f} img/s | {elapsed:5.1f}s"
-        )
-        if self.interactive:
-            self.stream.write("\r" + text + ("\n" if step == self.total else ""))
-            self.stream.flush()
-        elif step >= self._next_line or step == self.total:  # logs: about every quarter
-            self.stream.write(text + "\n")
-            self._next_line = step + max(1, self.total // 4)
-
-
 @dataclass
 class RunResult:
     encoder: nn.Module
@@ -149,7 +123,7 @@ def train(
     optimizer = torch.optim.Adam(groups)
     generator = torch.Generator(device=device).manual_seed(seed)
     source = data.views_input(strategy.views_input)
-    bar = ProgressBar(strategy.name, steps, stream)
+    progress = Progress(strategy.name, steps, stream, unit="img")
     encoder.train()
     pipeline.train()
     loss_value = float("nan")
@@ -159,11 +133,12 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
-        # Reading the loss is a host sync: only as often as the bar can show it.
-        if step == steps or step % 10 == 0 or bar.interactive:
+        # Reading the loss is a host sync: only for the steps the progress shows (the
+        # last one always), a line at least every 10 s of work in a log.
+        if progress.due(step):
             loss_value = out.loss.item()
-            bar.update(step, loss_value, step * batch_size)
-    seconds = time.perf_counter() - bar.start
+            progress.update(step, items=step * batch_size, loss=loss_value)
+    seconds = progress.elapsed
     return RunResult(
         encoder.eval(), pipeline.eval(), loss_value, seconds, steps * batch_size / seconds
     )
