@@ -6,13 +6,13 @@ import importlib.metadata as metadata
 import json
 import platform
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import augplug
+from augplug.pictures import ChartPanel, save_bar_chart
 
 __all__ = ["Panel", "bar_chart", "mechanism_table", "score", "table", "versions", "write_json"]
 
@@ -107,74 +107,16 @@ def write_json(path: Path, content: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
-_COLOURS = [
-    (66, 133, 244),
-    (219, 68, 55),
-    (244, 180, 0),
-    (15, 157, 88),
-    (171, 71, 188),
-    (0, 172, 193),
-    (255, 112, 67),
-]
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One panel of :func:`bar_chart`: a title, one value per strategy, an optional dashed line."""
-
-    title: str
-    values: Mapping[str, float]
-    line: float | None = None
+#: One panel of :func:`bar_chart`: title, values, ``line`` (dashed, e.g. chance) and its
+#: ``line_name``, ``percent`` (default; ``False`` for R^2). See augplug.pictures.
+Panel = ChartPanel
 
 
 def bar_chart(path: Path, panels: Sequence[Panel], line_label: str = "chance") -> tuple[int, int]:
-    """Panels side by side, one bar per strategy (same colour in every panel), values on [0, 1].
+    """Panels side by side, one bar per strategy (same colour in every panel), the values
+    written on the bars, each panel's dashed line (stated in its title), a legend.
 
-    A value outside [0, 1] is drawn at the nearest end with its number printed. Returns the
-    image size (width, height). Drawn with pillow (the ``demo`` extra).
+    Drawn by :func:`augplug.pictures.save_bar_chart`, with no image library. Returns the
+    image size (width, height).
     """
-    from PIL import Image, ImageDraw
-
-    names = list(dict.fromkeys(name for panel in panels for name in panel.values))
-    colour = {name: _COLOURS[i % len(_COLOURS)] for i, name in enumerate(names)}
-    panel_w, panel_h, margin = 60 + 36 * max(1, len(names)), 240, 40
-    legend_h = 22 * ((len(names) + 2) // 3) + 10
-    width = margin + len(panels) * (panel_w + margin)
-    height = panel_h + 2 * margin + legend_h
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    plot_top, plot_bottom = margin + 20, margin + panel_h - 20
-
-    def y_of(value: float) -> float:
-        return plot_bottom - max(0.0, min(1.0, value)) * (plot_bottom - plot_top)
-
-    for p, panel in enumerate(panels):
-        left = margin + p * (panel_w + margin)
-        draw.text((left, margin - 25), panel.title, fill="black")
-        draw.line([(left, plot_bottom), (left + panel_w, plot_bottom)], fill="black")
-        draw.line([(left, plot_top), (left, plot_bottom)], fill="black")
-        for tick in (0.0, 0.5, 1.0):
-            draw.line([(left - 4, y_of(tick)), (left, y_of(tick))], fill="black")
-            draw.text((left - 28, y_of(tick) - 6), f"{tick:.1f}", fill="black")
-        for i, name in enumerate(names):
-            value = panel.values.get(name)
-            if value is None:
-                continue
-            x0 = left + 20 + 36 * i
-            draw.rectangle([x0, y_of(value), x0 + 26, plot_bottom], fill=colour[name])
-            draw.text((x0, y_of(value) - 14), f"{value:.2f}", fill="black")
-        if panel.line is not None:
-            for x in range(left, left + panel_w, 8):
-                draw.line([(x, y_of(panel.line)), (x + 4, y_of(panel.line))], fill=(90, 90, 90))
-    for i, name in enumerate(names):
-        x = margin + (i % 3) * 200
-        y = margin + panel_h + 10 + 22 * (i // 3)
-        draw.rectangle([x, y, x + 14, y + 14], fill=colour[name])
-        draw.text((x + 20, y + 1), name, fill="black")
-    draw.text(
-        (margin + 3 * 200 if len(names) < 3 else margin, height - 14),
-        f"dashed: {line_label}",
-        fill=(90, 90, 90),
-    )
-    image.save(path)
-    return width, height
+    return save_bar_chart(path, panels, line_label=line_label)
