@@ -22,12 +22,18 @@ import torch
 
 import augplug
 from augplug.demo import report
+from augplug.demo.arguments import (
+    check_data,
+    check_device,
+    check_output_folder,
+    output_folder,
+    select_strategies,
+)
 from augplug.demo.mechanism import destruction, overlay_coverage, overlay_share
 from augplug.demo.strategies import (
     DATASETS,
     VIEWMAKER_SIZE,
     Strategy,
-    default_strategies,
     missing_components,
     strategies,
 )
@@ -40,6 +46,7 @@ from augplug.demo.training import (
     views_of_test_set,
 )
 from augplug.pictures import save_view_grid
+from augplug.threads import cpu_conditions, default_threads, thread_advice
 
 __all__ = ["build_parser", "main"]
 
@@ -73,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)"
     )
     parser.add_argument(
-        "--threads", type=int, default=min(4, os.cpu_count() or 1),
-        help="CPU threads; fixed so reruns give identical numbers (default min(4, cores))",
+        "--threads", type=int, default=None,
+        help="CPU threads; the numbers depend on it, fixed so reruns give identical numbers "
+        "(default 1, or AUGPLUG_THREADS; see benchmarks/results/threads.md)",
     )  # fmt: skip
     parser.add_argument(
         "--out", default="augplug-demo", help="output folder (default augplug-demo/)"
@@ -154,36 +162,31 @@ def _view_grid(
     if data.spec.modality == "audio":  # low frequencies at the bottom, as spectrograms are drawn
         shown, views = shown.flip(-2), [v.flip(-2) for v in views]
         delta = None if delta is None else [d.flip(-2) for d in delta]
-    save_view_grid(path, shown, views, delta=delta, scale=3)
-
-
-def _select(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, table: dict[str, Strategy]
-) -> list[str]:
-    spec = DATASETS[args.data]
-    if args.strategies is None:
-        return default_strategies(spec)
-    if args.strategies == "all":
-        return list(table)
-    names = [n.strip() for n in args.strategies.split(",") if n.strip()]
-    unknown = [n for n in names if n not in table]
-    if unknown or not names:
-        parser.error(
-            f"--strategies: unknown {unknown or names}; for --data {args.data} choose from {list(table)} or 'all'"
-        )
-    return names
+    title = f"{strategy.name} on {data.spec.name}"
+    save_view_grid(path, shown, views, delta=delta, scale=None, labels=True, title=title)
 
 
 def main(argv: list[str]) -> int:
     """Entry point of ``augplug demo`` (``argv`` without the ``demo`` word)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.threads is None:
+        args.threads = default_threads()
     _positive(parser, args, "steps", "batch_size", "train_size", "test_size", "threads")
     if args.seed < 0:
         parser.error(f"--seed: expected an int >= 0, got {args.seed}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with deterministic(args.threads):
+    # Everything that can be wrong is checked before the data is built (tens of seconds).
+    try:
+        if args.study is None:
+            args.strategies = select_strategies(args.strategies, check_data(args.data))
+        check_device(args.device)
+        check_output_folder(args.out)
+    except ValueError as exc:
+        parser.error(str(exc))
+    advice = thread_advice(args.threads)
+    if advice:
+        print(f"augplug demo: note: {advice}", file=sys.stderr)
+    with output_folder(args.out) as out, deterministic(args.threads):
         if args.study == "feature-dropout-theory":
             from augplug.demo.theory import run_study
 
@@ -196,22 +199,16 @@ def main(argv: list[str]) -> int:
 
 
 def _run_demo(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Path) -> int:
-    try:
-        device = torch.device(args.device)
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as exc:
-        parser.error(f"--device: {args.device!r} is not usable here: {exc}")
+    device = check_device(args.device)  # checked in main, with the data and strategies
     spec = DATASETS[args.data]
-    if spec.name not in augplug.available("dataset"):
-        print(f"augplug demo: error: dataset {spec.name!r} is not available; installed: "
-              f"{augplug.available('dataset')} (see `augplug plugins`)", file=sys.stderr)  # fmt: skip
-        return 2
     started = time.perf_counter()
+    at_start = cpu_conditions()
     print(f"augplug demo: {spec.name}, {args.train_size} train / {args.test_size} test, "
-          f"{args.steps} steps x {args.batch_size}, seed {args.seed}, {device}, {args.threads} threads", file=sys.stderr)  # fmt: skip
+          f"{args.steps} steps x {args.batch_size}, seed {args.seed}, {device}, {args.threads} thread(s); "
+          f"load average {at_start['load_1min']} on {at_start['cores']} cores", file=sys.stderr)  # fmt: skip
     data = load_data(spec, args.train_size, args.test_size, args.seed, device)
     table = strategies(spec, data.channels, data.train_inputs.shape[-1], full=args.full)
-    selected = _select(parser, args, table)
+    selected = args.strategies
     chance_scores, chance_cells = _chance(data)
     # The mechanism's fixed yardsticks: the untrained encoder's clean-trained probes, and
     # the overlay's opacity on the test images (photo data sets only).
@@ -307,9 +304,11 @@ def _run_demo(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Pa
         timings,
         grids,
         time.perf_counter() - started,
+        _conditions(at_start, cpu_conditions()),
     )
     print(
-        f"augplug demo: wrote {out}/report.md, results.json, scores.png and {len(grids)} view grid(s)",
+        f"augplug demo: wrote {out}/report.md, results.json, scores.png and {len(grids)} view "
+        f"grid(s); {time.perf_counter() - started:.0f} s in all",
         file=sys.stderr,
     )
     return 0
@@ -330,6 +329,7 @@ def _panels(data: DemoData, runs, scores, chance_scores) -> list[report.Panel]:
                 f"{t.name} ({metric})",
                 {n: s[t.name] for n, s in scores.items()},
                 chance_scores[t.name],
+                percent=t.kind == "classification",
             )
         )
     destroyed = {n: r["label_destruction"] for n, r in runs.items() if "label_destruction" in r}
@@ -340,12 +340,20 @@ def _panels(data: DemoData, runs, scores, chance_scores) -> list[report.Panel]:
     if shares:
         pixels = next(iter(shares.values()))["pixel_share"]
         values = {n: s["delta_share"] for n, s in shares.items()}
-        panels.append(report.Panel("|delta| share on overlay", values, pixels))
+        panels.append(report.Panel("|delta| share on overlay", values, pixels, "pixels"))
     return panels
 
 
+def _conditions(at_start: dict[str, Any], at_end: dict[str, Any]) -> str:
+    """What the run's time depends on besides its arguments: cores and the machine's load."""
+    return (
+        f"{at_start['cores']} usable cores, load average {at_start['load_1min']} at the start "
+        f"and {at_end['load_1min']} at the end, OMP_WAIT_POLICY {at_start['omp_wait_policy']}"
+    )
+
+
 def _write_markdown(
-    out, args, data_name, data, runs, results_table, mechanism, timings, grids, seconds
+    out, args, data_name, data, runs, results_table, mechanism, timings, grids, seconds, conditions
 ) -> None:
     lines = [
         "# augplug demo",
@@ -353,7 +361,7 @@ def _write_markdown(
         f"`augplug demo --data {data_name} --steps {args.steps} --seed {args.seed} --device {args.device}"
         f"{' --full' if args.full else ''}` "
         f"({args.train_size} train / {args.test_size} test, batch {args.batch_size}, {args.threads} threads); "
-        f"{seconds:.0f} s in all.",
+        f"{seconds:.0f} s in all ({conditions}).",
         "",
         f"Viewmaker: width {config_size(args)[0]}, {config_size(args)[1]} residual block(s)"
         + (

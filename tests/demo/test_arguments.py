@@ -3,6 +3,7 @@ run leaves no empty output folder behind."""
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import pytest
@@ -121,3 +122,48 @@ def test_a_failed_run_leaves_no_empty_folder_but_keeps_what_it_wrote(tmp_path):
     with arguments.output_folder(tmp_path / "ok") as out:
         pass
     assert out.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--strategies", "simclr,nonsense"], "--strategies: unknown 'nonsense'"),
+        (["--data", "spirograph", "--strategies", "simclr"], "choose from untrained, spirograph"),
+        (["--device", "gpu"], "--device: 'gpu' is not usable here"),
+    ],
+)
+def test_demo_checks_arguments_before_building_data(monkeypatch, tmp_path, capsys, argv, expected):
+    demo_main_module = importlib.import_module("augplug.demo.main")  # the module, not main()
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was built before the arguments were checked")
+
+    monkeypatch.setattr(demo_main_module, "load_data", no_data)
+    out = tmp_path / "new" / "out"
+    with pytest.raises(SystemExit):
+        demo_main_module.main([*argv, "--out", str(out)])
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # no empty output folder left behind
+
+
+def test_demo_out_that_is_a_file_is_a_usage_error(tmp_path, capsys):
+    from augplug.demo.main import main as demo_main
+
+    target = tmp_path / "report"
+    target.write_text("not a folder")
+    with pytest.raises(SystemExit):
+        demo_main(["--out", str(target)])
+    assert "exists and is not a folder" in capsys.readouterr().err
+    assert target.read_text() == "not a folder"  # left as it was
+
+
+def test_a_demo_that_fails_midway_removes_its_new_empty_folder(monkeypatch, tmp_path):
+    demo_main_module = importlib.import_module("augplug.demo.main")  # the module, not main()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(demo_main_module, "load_data", broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        demo_main_module.main(["--threads", "1", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
