@@ -71,15 +71,23 @@ def _row_tiles(rows: int, tile_size: int):
         yield start, min(start + tile_size, rows)
 
 
-def _masked_scores(scaled_anchors, keys, start, stop, self_offset, dtype, block=1) -> torch.Tensor:
+def _masked_scores(
+    scaled_anchors, keys, start, stop, self_offset, dtype, block=1, key_bias=None
+) -> torch.Tensor:
     """Similarities of anchor rows [start, stop) to every key, each anchor's own key at -inf.
 
     With ``block > 1`` every key of the anchor's block of ``block`` rows is left out (its
-    sample's views in sample-major rows: the decoupled loss drops the positives too).
+    sample's views in sample-major rows: the decoupled loss drops the positives too); with
+    ``block == 0`` none is (keys that are no anchors: a queue). ``key_bias`` (N,) is added
+    to every row.
     """
     scores = _mm(scaled_anchors[start:stop], keys.T, dtype)
+    if key_bias is not None:
+        scores += key_bias
     first = self_offset + start
-    if block == 1:
+    if block == 0:
+        pass
+    elif block == 1:
         # Anchor r is key r + self_offset: a diagonal of the tile, written without a mask tensor.
         scores[:, first : first + (stop - start)].diagonal().fill_(float("-inf"))
     else:
@@ -104,27 +112,28 @@ class _SimilarityLogSumExp(torch.autograd.Function):
     """Row-wise ``logsumexp_{k != i} <a_i, k_k> * scale`` over row tiles; see :func:`similarity_logsumexp`."""
 
     @staticmethod
-    def forward(ctx, anchors, keys, scale, tile_size, self_offset, block):
+    def forward(ctx, anchors, keys, scale, tile_size, self_offset, block, key_bias):
         dtype = accumulation_dtype(anchors.dtype)
         # Scaling the (N, d) anchors instead of each (tile, N) block of scores saves a pass
         # over the large tensor.
         scaled = anchors * scale
         lse = torch.empty(anchors.shape[0], dtype=dtype, device=anchors.device)
         for start, stop in _row_tiles(anchors.shape[0], tile_size):
-            scores = _masked_scores(scaled, keys, start, stop, self_offset, dtype, block)
+            scores = _masked_scores(scaled, keys, start, stop, self_offset, dtype, block, key_bias)
             # torch.logsumexp would allocate a second tile for exp(scores - max); in place,
             # one tile is the whole working set. The clamp keeps a row with no key but its
             # own (max -inf) at lse = -inf instead of NaN.
             row_max = scores.amax(dim=1, keepdim=True).clamp_min_(torch.finfo(dtype).min)
             lse[start:stop] = scores.sub_(row_max).exp_().sum(dim=1).log_().add_(row_max.squeeze(1))
-        ctx.save_for_backward(anchors, keys, lse)
+        ctx.save_for_backward(anchors, keys, lse, key_bias)
         ctx.scale, ctx.tile_size, ctx.self_offset, ctx.block = scale, tile_size, self_offset, block
         return lse
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_lse):
-        anchors, keys, lse = ctx.saved_tensors
+        anchors, keys, lse, key_bias = ctx.saved_tensors
+        want_keys = ctx.needs_input_grad[1]  # a queue's keys take none: skip that matmul
         dtype = lse.dtype
         scaled = anchors * ctx.scale
         # d lse_i / d a_i = scale * sum_k p_ik k_k and d lse_i / d k_k = scale * p_ik a_i, with
@@ -133,19 +142,23 @@ class _SimilarityLogSumExp(torch.autograd.Function):
         row_weight = (grad_lse.to(dtype) * ctx.scale)[:, None]
         relative_weight, weight_norm = relative_weights(row_weight)
         grad_anchors = torch.empty(anchors.shape, dtype=dtype, device=anchors.device)
-        grad_keys = torch.zeros(keys.shape, dtype=dtype, device=keys.device)
+        grad_keys = torch.zeros(keys.shape, dtype=dtype, device=keys.device) if want_keys else None
         for start, stop in _row_tiles(anchors.shape[0], ctx.tile_size):
-            probs = _masked_scores(scaled, keys, start, stop, ctx.self_offset, dtype, ctx.block)
+            probs = _masked_scores(
+                scaled, keys, start, stop, ctx.self_offset, dtype, ctx.block, key_bias
+            )
             # With half storage the probabilities are rounded to it for the two tensor-core
             # matmuls (as flash attention does); elsewhere this is a no-op.
             probs = probs.sub_(lse[start:stop, None]).exp_().to(keys.dtype)
             grad_anchors[start:stop] = _mm(probs, keys, dtype).mul_(row_weight[start:stop])
+            if not want_keys:
+                continue
             weighted_anchors = (anchors[start:stop].to(dtype) * relative_weight[start:stop]).to(
                 anchors.dtype
             )
             grad_keys += _mm(probs.T, weighted_anchors, dtype)
-        grad_keys *= weight_norm
-        return grad_anchors.to(anchors.dtype), grad_keys.to(keys.dtype), None, None, None, None
+        grad_keys = grad_keys.mul_(weight_norm).to(keys.dtype) if want_keys else None
+        return grad_anchors.to(anchors.dtype), grad_keys, None, None, None, None, None
 
 
 def similarity_logsumexp(
@@ -156,6 +169,7 @@ def similarity_logsumexp(
     tile_size: int | None = None,
     self_offset: int = 0,
     exclude_block: int = 1,
+    key_bias: torch.Tensor | None = None,
     kernel: str = "torch",
 ) -> torch.Tensor:
     """``lse_i = log sum_{k != i + self_offset} exp(scale * <anchors_i, keys_k>)`` for every anchor.
@@ -163,7 +177,9 @@ def similarity_logsumexp(
     Anchor i is key ``i + self_offset`` and is left out of its own sum; with
     ``exclude_block=V`` so is every key of its block of V rows (``self_offset`` a multiple
     of V; the decoupled loss, :mod:`augplug_objectives.dcl`, leaves out all of a sample's
-    views). With
+    views); with ``exclude_block=0`` no key is left out (keys that are not the anchors, such
+    as MoCo's queue). ``key_bias`` (len(keys),), no gradient, is added to every anchor's
+    scaled score of each key (a very negative value drops a key: MoCo's empty slots). With
     ``kernel="torch"`` it is computed over tiles of ``tile_size`` anchor rows (``None``: about
     32M similarities per tile) and the backward recomputes each tile, so neither pass holds
     more than ``tile_size x len(keys)`` similarities. ``kernel="triton"`` runs fused kernels
@@ -172,6 +188,8 @@ def similarity_logsumexp(
     """
     kernel = _check_kernel(kernel, tile_size)
     if kernel == "triton":
+        if key_bias is not None:
+            raise ValueError("key_bias: only kernel='torch' takes one, got a tensor")
         if exclude_block != 1:
             raise ValueError(
                 f"exclude_block: only kernel='torch' leaves out blocks, got {exclude_block!r}"
@@ -182,7 +200,7 @@ def similarity_logsumexp(
     if tile_size is None:
         tile_size = max(1, _TILE_ELEMENTS // keys.shape[0])
     return _SimilarityLogSumExp.apply(
-        anchors, keys, float(scale), int(tile_size), int(self_offset), int(exclude_block)
+        anchors, keys, float(scale), int(tile_size), int(self_offset), int(exclude_block), key_bias
     )
 
 

@@ -28,7 +28,7 @@ from augplug.checks import accumulation_dtype, check_bool, check_int, check_posi
 from augplug.components import Objective
 from augplug.ops import l2_normalize
 from augplug.queue import SupportQueue
-from augplug_objectives.infonce import _check_views
+from augplug_objectives.infonce import _check_views, similarity_logsumexp
 
 __all__ = ["MoCo"]
 
@@ -104,12 +104,17 @@ class MoCo(Objective):
             # Empty slots hold no key: the lowest finite score keeps them out of the softmax
             # without a host sync (-inf would make an all-empty queue's gradient 0 * NaN).
             empty = (slots >= self.queue.count).to(dtype) * torch.finfo(dtype).min
-            # A copy (as the official code's queue.clone()): the enqueue below overwrites the
-            # queue in place, and the backward still needs these rows.
-            queued = self.queue.features.to(dtype, copy=True)
-            negatives = torch.addmm(empty, query, queued.T, alpha=1.0 / self.temperature)
-            # log(e^pos + sum e^neg) without concatenating a second (B, queue) tensor.
-            denominator = torch.logaddexp(positive, torch.logsumexp(negatives, dim=1))
+            # InfoNCE's tiled log-sum-exp over the queue: O(B d + tile x queue) memory, never
+            # the (B, queue) logits. A copy of the queue (as the official code's clone()):
+            # the enqueue below overwrites it in place, and the backward reads these rows.
+            negatives = similarity_logsumexp(
+                query,
+                self.queue.features.to(dtype, copy=True),
+                scale=1.0 / self.temperature,
+                exclude_block=0,
+                key_bias=empty,
+            )
+            denominator = torch.logaddexp(positive, negatives)
         per_query = denominator - positive
         if distributed_loss:
             loss = per_query.sum() * (distributed.world_size() / sum(sizes))

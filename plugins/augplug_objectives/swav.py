@@ -192,10 +192,12 @@ class SwAV(Objective):
         # The temperature folded into the (K, D) prototypes rather than dividing the
         # (N, V, K) scores: one fewer tensor of that size kept for the backward.
         log_p = torch.log_softmax(unit @ (prototypes.T / self.temperature), dim=-1)
-        # cross[n, a, v] = -sum_k q_a log p_v; the crop a itself does not predict its own code.
-        cross = -torch.einsum("nak,nvk->nav", codes, log_p)
-        own = torch.eye(self.assign_views, num_views, dtype=torch.bool, device=cross.device)
-        loss = cross.masked_fill(own, 0.0).sum(-1).mean() / (num_views - 1)
+        # cross[n, v, a] = -sum_k q_a log p_v, as log_p @ codes^T so that log_p's gradient
+        # comes out contiguous (codes @ log_p^T made log-softmax's backward copy it). The
+        # crop a itself does not predict its own code.
+        cross = -(log_p @ codes.mT)
+        own = torch.eye(num_views, self.assign_views, dtype=torch.bool, device=cross.device)
+        loss = cross.masked_fill(own, 0.0).sum(1).mean() / (num_views - 1)
         if self.training and self.queue_size:
             for a, queue in enumerate(self.queues):
                 queue.enqueue(crops[:, a].detach())
