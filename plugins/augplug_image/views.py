@@ -303,10 +303,12 @@ class RandomAffine(ImageOp):
 
     def params_from(self, draws, x):
         height, width = x.shape[-2:]
-        limits = draws.new_tensor((self.translate[0] * width, self.translate[1] * height))
+        # Python-float limits: no small host-to-device copy per call.
+        shift_x = (self.translate[0] * width) * (2 * draws[:, 1] - 1)
+        shift_y = (self.translate[1] * height) * (2 * draws[:, 2] - 1)
         return {
             "affine_angle": self.degrees * (2 * draws[:, 0] - 1),
-            "affine_translate": limits * (2 * draws[:, 1:3] - 1),
+            "affine_translate": torch.stack((shift_x, shift_y), -1),
             "affine_scale": self.scale[0] + (self.scale[1] - self.scale[0]) * draws[:, 3],
             "affine_applied": _applied(draws[:, 4], self.p),
         }
