@@ -140,8 +140,10 @@ class DINOLoss(Objective):
         temperature = self.current_teacher_temperature().to(dtype)
         p_teacher = torch.softmax((teacher - self.center.to(dtype)) / temperature, dim=-1)
         log_p_student = torch.log_softmax(student.to(dtype) / self.student_temperature, dim=-1)
-        cross = -torch.einsum("bgk,bvk->bgv", p_teacher, log_p_student)
-        own = torch.eye(globals_, views, dtype=torch.bool, device=cross.device)
+        # cross[b, v, g] = -sum_k p_t[g] log p_s[v], as log_p_s @ p_t^T so that the student's
+        # gradient comes out contiguous (no copy in log-softmax's backward).
+        cross = -(log_p_student @ p_teacher.mT)
+        own = torch.eye(views, globals_, dtype=torch.bool, device=cross.device)
         per_sample = cross.masked_fill(own, 0.0).sum((1, 2)) / (globals_ * views - globals_)
 
         sizes = [student.shape[0]]
