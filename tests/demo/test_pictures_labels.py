@@ -40,7 +40,7 @@ def test_font_has_distinct_7x5_glyphs_for_what_the_pictures_write():
     assert all(g.shape == (7, 5) for g in glyphs.values())
     shapes = [tuple(g.flatten().tolist()) for c, g in glyphs.items()]
     assert len(set(shapes)) == len(shapes)  # no two characters drawn alike
-    needed = "abcdefghijklmnopqrstuvwxyz0123456789 |-_.,:%()^+/"
+    needed = "abcdefghijklmnopqrstuvwxyz0123456789 |-_.,:;%()^+/'\""
     assert all(c.upper() in glyphs for c in needed)
     assert pictures.text_width("view 1", 2) == pictures._text_mask("view 1", 2).shape[1] == 70
 
