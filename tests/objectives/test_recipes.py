@@ -5,74 +5,20 @@ loss is measured in eval mode on the same views after the first step (targets ex
 queues hold a batch) and after five more training steps (and target updates), both times
 with the objectives' and augmenters' state (queues, DINO's centre) as at the first
 measurement, so the comparison sees only what the networks learnt: it must be finite and
-lower. Multi-crop recipes use a stand-in ``multicrop`` until the image plugin provides one.
+lower. DINO's head is narrowed from the paper's 65536 outputs to 1024 for CPU time.
 """
 
-import contextlib
 from pathlib import Path
 
-import augplug_features.plugin
-import augplug_image.plugin
-import augplug_objectives.plugin
 import pytest
 import torch
-import torch.nn.functional as F
 from augplug_objectives.dino import DINOHead
 
 import augplug
-from augplug import registry, rng
 
 RECIPES = sorted((Path(__file__).parents[2] / "examples" / "recipes").glob("*.toml"))
 NEEDS_PREDICTOR = {"byol", "simsiam", "nnclr", "moco_v3"}
 HIDDEN = 32
-
-
-class StandInMultiCrop(augplug.ViewGenerator):
-    """Until the image plugin's ``multicrop`` lands: random square crops resized, globals first."""
-
-    def __init__(self, n_global=2, global_size=32, n_local=6, local_size=16):
-        super().__init__()
-        self.n_global, self.global_size, self.n_local, self.local_size = (
-            n_global,
-            global_size,
-            n_local,
-            local_size,
-        )
-
-    def forward(self, x, *, generator=None):
-        crops = []
-        for size, count, scale in (
-            (self.global_size, self.n_global, 0.7),
-            (self.local_size, self.n_local, 0.3),
-        ):
-            side = max(1, round(x.shape[-1] * scale))
-            for _ in range(count):
-                corner = rng.uniform((2,), 0.0, 1.0, device=x.device, generator=generator)
-                top, left = (corner * (x.shape[-1] - side)).long().tolist()
-                crops.append(
-                    F.interpolate(x[..., top : top + side, left : left + side], size=(size, size))
-                )
-        return crops
-
-
-class StandInViews:
-    @augplug.hookimpl
-    def augplug_register_views(self, register):
-        register("multicrop", StandInMultiCrop)
-
-
-@contextlib.contextmanager
-def _views_for(recipe):
-    """The registry as is, or with a stand-in multicrop where the real one is missing."""
-    specs = recipe.get("branch_views") or [recipe["views"]]
-    if all(spec["name"] in augplug.available("views") for spec in specs):
-        yield
-        return
-    with registry.isolated(autoload=False) as fresh:
-        for module in (augplug_image.plugin, augplug_features.plugin, augplug_objectives.plugin):
-            fresh.register_plugin(module, module.__name__)
-        fresh.register_plugin(StandInViews(), "stand-in-multicrop")
-        yield
 
 
 def _networks(stem, recipe):
@@ -112,8 +58,9 @@ def _loss(pipeline, x, networks):
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_recipe_trains_with_a_finite_falling_loss(path):
     recipe = augplug.load_recipe(path)
-    with _views_for(recipe):
-        pipeline = augplug.build(recipe)
+    if path.stem == "dino":  # the paper's 65536 outputs cost seconds per CPU step
+        recipe["objective"]["dim"] = 1024
+    pipeline = augplug.build(recipe)
     networks = _networks(path.stem, recipe)
     x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     parameters = [p for net in (*networks, pipeline) if net is not None for p in net.parameters()]
