@@ -168,7 +168,7 @@ def test_unknown_names_list_close_matches(widget_registry):
     with pytest.raises(augplug.ComponentNotFoundError, match="did you mean 'widget'"):
         augplug.create("views", "widgte")
     with pytest.raises(ValueError, match="kind: expected one of"):
-        augplug.create("view", "widget")
+        augplug.create("widgets", "widget")  # "view" and "views" are both kinds (issue 18)
 
 
 def test_unavailable_component_reports_hint(widget_registry):
