@@ -146,19 +146,42 @@ def _chance(data: DemoData) -> tuple[dict[str, float], dict[str, str]]:
     return scores, cells
 
 
+def _learned_deltas(pipeline, x: torch.Tensor, generator: torch.Generator):
+    """Views whose last stage is a viewmaker, with that stage's own change ``|delta|``.
+
+    For the viewmaker alone the change is from the input; for ``combined`` it is from the
+    expert view the viewmaker perturbs, so both grids show what the learned views add.
+    Returns ``(None, None)`` when a branch does not end in a viewmaker.
+    """
+    branches = [pipeline.views[index] for index in pipeline.branch_index]
+    branches = [list(getattr(g, "stages", [g])) for g in branches]
+    if not all(hasattr(stages[-1], "perturbation") for stages in branches):
+        return None, None
+    views, deltas = [], []
+    for stages in branches:
+        before = x
+        for stage in stages[:-1]:
+            before = stage(before, generator=generator)
+        view = stages[-1](before, generator=generator)
+        views.append(view)
+        deltas.append(view - before)
+    return views, deltas
+
+
 def _view_grid(
     path: Path, strategy: Strategy, run, data: DemoData, seed: int, device: torch.device
 ) -> None:
-    """Eight test samples: input, two views, and |delta| for the viewmaker alone."""
+    """Eight test samples: input, two views, and the viewmaker's |delta| where there is one."""
     if strategy.views_input == "inputs":
         x = data.test_inputs[:8]
     else:
         x = torch.stack([data.test_targets[t.name][:8] for t in data.tasks], 1).float()
     generator = torch.Generator(device=device).manual_seed(seed)
     with torch.no_grad():
-        views, _ = run.pipeline.make_views(x, generator=generator)
+        views, delta = _learned_deltas(run.pipeline, x, generator)
+        if views is None:
+            views, _ = run.pipeline.make_views(x, generator=generator)
     shown = data.test_inputs[:8]  # the clean image beside views rendered from its factors
-    delta = [v - shown for v in views] if strategy.name == "viewmaker" else None
     if data.spec.modality == "audio":  # low frequencies at the bottom, as spectrograms are drawn
         shown, views = shown.flip(-2), [v.flip(-2) for v in views]
         delta = None if delta is None else [d.flip(-2) for d in delta]

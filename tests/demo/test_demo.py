@@ -81,8 +81,8 @@ def test_demo_pictures_are_pngs_of_the_stated_size(tiny_demo):
         if name == "untrained" or run["status"] != "ok":
             assert not path.exists()
             continue
-        # input + two views (+ two |delta| maps for the viewmaker alone), eight rows.
-        columns = 5 if name == "viewmaker" else 3
+        # input + two views (+ the viewmaker's two |delta| maps, also in combined), eight rows.
+        columns = 5 if name in ("viewmaker", "combined") else 3
         with Image.open(path) as image:
             assert image.format == "PNG"
             assert_grid(image, columns)
