@@ -226,6 +226,11 @@ def main(argv: list[str] | None = None) -> list[float]:
             print(f"{len(losses)} steps: loss {losses[0]:.4f} -> {losses[-1]:.4f}")
         if args.losses_json is not None:
             args.losses_json.write_text(json.dumps(losses))
+    if torch.distributed.is_initialized():
+        # Lightning leaves the process group up; PyTorch asks for an explicit teardown, and
+        # the barrier keeps one rank from exiting while another still talks to it.
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return losses
 
 
