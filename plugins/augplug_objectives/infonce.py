@@ -199,9 +199,13 @@ def similarity_logsumexp(
         return fused_similarity_logsumexp(anchors, keys, scale=scale, self_offset=self_offset)
     if tile_size is None:
         tile_size = max(1, _TILE_ELEMENTS // keys.shape[0])
-    return _SimilarityLogSumExp.apply(
-        anchors, keys, float(scale), int(tile_size), int(self_offset), int(exclude_block), key_bias
-    )
+    # Autocast would turn the float32 tile matmuls into bf16/fp16 ones (whose scores then
+    # overflow the float32 running maximum); the function manages its own precision.
+    with torch.autocast(anchors.device.type, enabled=False):
+        return _SimilarityLogSumExp.apply(
+            anchors, keys, float(scale), int(tile_size), int(self_offset), int(exclude_block),
+            key_bias,
+        )  # fmt: skip
 
 
 _KERNELS = ("torch", "triton")

@@ -14,7 +14,7 @@ import augplug
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("name", ["infonce", "byol", "simsiam"])
+@pytest.mark.parametrize("name", ["infonce", "dcl", "byol", "simsiam"])
 def test_loss_under_cpu_autocast_equals_loss_outside(name, dtype):
     g = torch.Generator().manual_seed(0)
     z1 = torch.randn(6, 8, generator=g).to(dtype).requires_grad_()
