@@ -14,7 +14,7 @@ and the conformance contracts every component must meet, for a plugin's own test
     from augplug.testing import check_parametric_view_generator
     check_parametric_view_generator(MyViews())     # AssertionError listing failed contracts
 
-The strategies and the contracts need ``hypothesis`` (``pip install 'augplug[dev]'``) and
+The strategies and the contracts need ``hypothesis`` (``pip install '.[dev]'`` in an augplug checkout) and
 are imported on first use, so the assertions work without it.
 """
 
@@ -49,6 +49,6 @@ def __getattr__(name: str):
         imported = __import__(f"augplug.testing.{module}", fromlist=[name])
     except ModuleNotFoundError as exc:
         raise ImportError(
-            f"augplug.testing.{name} needs hypothesis: pip install 'augplug[dev]' ({exc})"
+            f"augplug.testing.{name} needs hypothesis: pip install hypothesis ({exc})"
         ) from exc
     return getattr(imported, name)

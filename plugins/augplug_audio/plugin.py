@@ -7,7 +7,7 @@ dataset are pure torch and work without the ``audio`` extra.
 
 import augplug
 
-NEEDS_TORCHAUDIO = {"requires": ("torchaudio",), "hint": "pip install 'augplug[audio]'"}
+NEEDS_TORCHAUDIO = {"requires": ("torchaudio",), "hint": "pip install '.[audio]' in an augplug checkout (torchaudio)"}
 
 
 @augplug.hookimpl

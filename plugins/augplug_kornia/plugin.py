@@ -13,5 +13,5 @@ def augplug_register_views(register):
         "kornia",
         "augplug_kornia.views:KorniaViews",
         requires=("kornia",),
-        hint="pip install 'augplug[kornia]'",
+        hint="pip install '.[kornia]' in an augplug checkout (kornia)",
     )

@@ -357,7 +357,7 @@ augplug.create("views", "multicrop", global_size=8, local_size=4, n_local=1)(x)
 try:
     augplug.create("views", "kornia", ops=[{"op": "RandomAffine", "degrees": 5}])
 except ImportError as error:
-    assert "pip install 'augplug[kornia]'" in str(error), error
+    assert "pip install '.[kornia]'" in str(error), error
 else:
     raise AssertionError("the adapter was created without Kornia")
 """
