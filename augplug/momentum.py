@@ -174,11 +174,13 @@ class MomentumTarget(nn.Module):
         with torch.no_grad():
             return self.module(*args, **kwargs)
 
-    def get_extra_state(self) -> dict[str, int]:
-        return {"step": self.step}
+    def get_extra_state(self) -> torch.Tensor:
+        # A CPU tensor, not a dict: safetensors (Accelerate's default checkpoint format)
+        # stores tensors only. Kept off the device so reading it back is no device sync.
+        return torch.tensor(self.step, dtype=torch.int64)
 
-    def set_extra_state(self, state: dict[str, int]) -> None:
-        self.step = int(state["step"])
+    def set_extra_state(self, state: torch.Tensor | dict[str, int]) -> None:
+        self.step = int(state["step"] if isinstance(state, dict) else state)
 
     def extra_repr(self) -> str:
         total = f", total_steps={self.total_steps}" if self.schedule == "cosine" else ""

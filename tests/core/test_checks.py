@@ -209,3 +209,14 @@ def test_l2_normalize_zero_rows_subnormals_and_gradient():
         (y / y.norm(dim=-1, keepdim=True) * torch.arange(5.0)).sum(), y
     )
     torch.testing.assert_close(grad, reference)
+
+
+def test_value_checks_do_not_break_a_compiled_graph():
+    from augplug.checks import check_tensor, validation
+
+    def step(x):
+        return check_tensor(x, "x", ndim=2).sum()
+
+    compiled = torch.compile(step, fullgraph=True, backend="eager")
+    with validation(True):
+        assert float(compiled(torch.ones(2, 3))) == 6.0

@@ -178,3 +178,11 @@ def test_byol_target_is_the_ema_copy_not_the_online_network():
         torch.testing.assert_close(out.loss, expected)
         with pytest.raises(RuntimeError, match="no 'target'"):
             augplug.build({**BYOL, "target": None}).init_target(encoder)
+
+
+def test_schedule_step_is_a_tensor_in_the_state_dict():
+    """Safetensors (Accelerate's default checkpoints) stores tensors only."""
+    target = MomentumTarget(nn.Linear(2, 2), schedule="constant")
+    target.update(nn.Linear(2, 2))
+    state = target.state_dict()
+    assert isinstance(state["_extra_state"], torch.Tensor) and int(state["_extra_state"]) == 1
