@@ -575,12 +575,20 @@ class Pipeline(nn.Module):
         predictor: Network | None = None,
         *,
         generator: torch.Generator | None = None,
+        views: Sequence[torch.Tensor] | None = None,
+        view_params: Params | None = None,
     ) -> PipelineOutput:
+        """One step's loss. ``views`` (and branch 0's ``view_params``) made beforehand, e.g. by
+        :meth:`make_views` outside a ``torch.compile``-d step (dynamo cannot trace a
+        ``torch.Generator``), replace the pipeline's own draw."""
         check_tensor(x, "x", dtypes=None)
         self._check_networks(encoder, projector, predictor)
         if self.target_options is not None and self.target is None:
             self.init_target(encoder, projector)  # copied before this step changes anything
-        views, params = self.make_views(x, generator=generator)
+        if views is None:
+            views, params = self.make_views(x, generator=generator)
+        else:
+            views, params = self._given_views(x, views, view_params)
         h, z = self._encode(views, encoder, projector)
         targets = self._target_projections(views, encoder, projector, z)
         context: dict[str, Any] = {
@@ -602,6 +610,27 @@ class Pipeline(nn.Module):
             values[term.name] = value.detach()
             total = total + term.weight * value.float()
         return PipelineOutput(total, values, views)
+
+    def _given_views(self, x, views, view_params) -> tuple[list[torch.Tensor], list[Params | None]]:
+        if isinstance(views, torch.Tensor) or not isinstance(views, Sequence):
+            raise TypeError(
+                f"views: expected a list of {self.num_views} view tensors, got {type(views).__name__}"
+            )
+        if len(views) != self.num_views:
+            raise ValueError(
+                f"views: expected {self.num_views} views (this recipe's), got {len(views)}"
+            )
+        for i, v in enumerate(views):
+            check_tensor(v, f"views[{i}]", dtypes=None)
+            if v.shape[0] != x.shape[0]:
+                raise ValueError(
+                    f"views[{i}]: expected the batch size of x ({x.shape[0]}), got {v.shape[0]}"
+                )
+        if self._wants_params and view_params is None:
+            raise ValueError(
+                "view_params: an objective of this recipe needs branch 0's params with given views"
+            )
+        return list(views), [view_params] + [None] * (len(views) - 1)
 
     def _check_networks(self, encoder, projector, predictor) -> None:
         if not callable(encoder):

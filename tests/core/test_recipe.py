@@ -309,3 +309,18 @@ def test_multi_view_objective_gets_every_view_and_symmetric_ones_run_once():
     pipe = augplug.build({"views": {"name": "scale"}, "objective": {"name": "spread"}})
     pipe(x, lambda v: v)
     assert pipe.terms[0].seen == [((3, 2), (3, 2))]  # once: the swapped pair would be equal
+
+
+def test_views_made_beforehand_give_the_same_step():
+    pipe = augplug.build({**BASE, "objective": [{"name": "pair_distance"}, {"name": "params_probe"}]})
+    x = torch.randn(5, 3)
+    own = pipe(x, lambda v: v, generator=torch.Generator().manual_seed(4))
+    views, params = pipe.make_views(x, generator=torch.Generator().manual_seed(4))
+    given = pipe(x, lambda v: v, views=views, view_params=params[0])
+    torch.testing.assert_close(given.loss, own.loss)
+    with pytest.raises(ValueError, match="^views: expected 2 views"):
+        pipe(x, lambda v: v, views=views[:1], view_params=params[0])
+    with pytest.raises(ValueError, match="^view_params: "):
+        pipe(x, lambda v: v, views=views)
+    with pytest.raises(ValueError, match=r"^views\[1\]: expected the batch size"):
+        pipe(x, lambda v: v, views=[views[0], views[1][:2]], view_params=params[0])
