@@ -433,8 +433,7 @@ class GaussianBlur(ImageOp):
                 f"x: a {kernel[0]}x{kernel[1]} blur kernel needs images larger than half of it "
                 f"(reflect padding), got {height}x{width}"
             )
-        blurred = functional.gaussian_blur(x, params["blur_sigma"], kernel)
-        return torch.where(params["blur_applied"].reshape(-1, 1, 1, 1), blurred, x)
+        return functional.gaussian_blur(x, params["blur_sigma"], kernel, params["blur_applied"])
 
 
 class Solarize(ImageOp):
