@@ -5,7 +5,6 @@ measurements in ``benchmarks/results/image_views.md`` rest on.
 """
 
 import torch
-
 from augplug_image import functional
 
 
