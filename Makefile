@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "    package index serves torch's CUDA build (it runs on CPU too): several GB to download"
 	@echo "    on a cold pip cache, about 5 GB installed; a few minutes, quiet meanwhile"
 	@$(BIN)/python -m pip install -q -c constraints.txt torch torchaudio kornia
-	@echo "augplug set-up [3/3]: augplug (editable) with the extras audio, demo, dev, trainers"
-	@$(BIN)/python -m pip install -q -c constraints.txt -e '.[audio,demo,dev,trainers]'
+	@echo "augplug set-up [3/3]: augplug (editable) with the extras audio, demo, dev, trainers, bench"
+	@$(BIN)/python -m pip install -q -c constraints.txt -e '.[audio,demo,dev,trainers,bench]'
 	@touch $(STAMP)
 	@echo "augplug set-up done: $$(du -sh $(VENV) | cut -f1) in $(VENV)"
 
