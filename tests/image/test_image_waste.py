@@ -4,6 +4,7 @@ Timings cannot be asserted on a shared CI machine; these pin the properties that
 measurements in ``benchmarks/results/image_views.md`` rest on.
 """
 
+import pytest
 import torch
 from augplug_image import functional
 
@@ -26,3 +27,59 @@ def test_blur_leaves_samples_that_are_not_applied_bit_for_bit_unchanged():
     out = functional.gaussian_blur(x, sigma, (7, 5), applied)
     assert torch.equal(out[~applied], x[~applied])
     assert torch.equal(out[applied], functional.gaussian_blur(x, sigma, (7, 5))[applied])
+
+
+def _plain_hsv_jitter(x, brightness, contrast, saturation, hue):
+    """The jitter as plain autograd ops (the formulas of ``colour_jitter``'s docstring)."""
+    b, c, s = (v.reshape(-1, 1, 1, 1) for v in (brightness, contrast, saturation))
+    out = (x.clamp(0, 1) * b).clamp(0, 1)
+    mean = functional.luma(out).mean((-2, -1), keepdim=True)
+    out = torch.lerp(mean, out, c).clamp(0, 1)
+    out = torch.lerp(functional.luma(out), out, s).clamp(0, 1)
+    return functional.hue_shift_hsv(out, hue).clamp(0, 1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hand_written_jitter_backward_equals_autograd_of_the_plain_ops(seed):
+    """Including the kinks: values on and beyond the clamps, grey pixels, tied channels."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(5, 3, 6, 7, generator=gen, dtype=torch.float64) * 1.4 - 0.2
+    x[:, :, 0] = x[:, :1, 0]  # grey row: max = min, chroma 0
+    x[:, 1, 1] = x[:, 0, 1]  # red and green tied
+    x[:, :, 2, :3] = torch.tensor([0.0, 1.0, 0.5], dtype=torch.float64)  # on the bounds
+    factors = [(0.4 + 1.2 * torch.rand(5, generator=gen, dtype=torch.float64)) for _ in range(3)]
+    factors.append(0.2 * torch.rand(5, generator=gen, dtype=torch.float64) - 0.1)
+    upstream = torch.randn(5, 3, 6, 7, generator=gen, dtype=torch.float64)
+
+    def gradients(fn):
+        inputs = [t.clone().requires_grad_() for t in (x, *factors)]
+        out = fn(*inputs)
+        return out, torch.autograd.grad(out, inputs, upstream)
+
+    out, grads = gradients(functional.colour_jitter)
+    expected_out, expected = gradients(_plain_hsv_jitter)
+    assert torch.equal(out, expected_out)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("shape", "kernel"), [((2, 3, 9, 11), (5, 7)), ((3, 1, 4, 6), (3, 3))])
+def test_fixed_kernel_blur_gradient_equals_autograd_of_pad_and_convolutions(shape, kernel):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(shape, generator=gen, dtype=torch.float64)
+    sigma = 0.3 + 2 * torch.rand(shape[0], generator=gen, dtype=torch.float64)
+    applied = torch.arange(shape[0]) % 2 == 0
+    upstream = torch.randn(shape, generator=gen, dtype=torch.float64)
+    leaf = x.clone().requires_grad_()
+    (got,) = torch.autograd.grad(
+        functional.gaussian_blur(leaf, sigma, kernel, applied), leaf, upstream
+    )
+    # Reference: the same blur with sigma requiring a gradient takes autograd's own backward.
+    leaf, sigma = x.clone().requires_grad_(), sigma.clone().requires_grad_()
+    out = functional.gaussian_blur(leaf, sigma, kernel, applied)
+    (want,) = torch.autograd.grad(out, leaf, upstream)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradgradcheck(
+        lambda v: functional.gaussian_blur(v, sigma.detach(), kernel, applied),
+        [x.clone().requires_grad_()],
+    )
