@@ -29,6 +29,7 @@ import torch.distributed as dist
 __all__ = [
     "all_gather_no_grad",
     "all_gather_with_grad",
+    "all_reduce_with_grad",
     "gather_sizes",
     "is_distributed",
     "rank",
@@ -148,3 +149,31 @@ def all_gather_no_grad(x: torch.Tensor, *, sizes: list[int] | None = None) -> to
     if not is_distributed():
         return x.detach()
     return _gather_padded(x.detach(), gather_sizes(x) if sizes is None else list(sizes))
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; the backward sums the ranks' gradients (each rank computed the whole loss)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """The sum of every rank's ``x`` (same shape on every rank), differentiable.
+
+    The same gradient convention as :func:`all_gather_with_grad`: a loss computed identically
+    on every rank gives rank r's input ``world_size`` times the single-process gradient, which
+    DDP's gradient average divides back out. The identity outside a process group.
+    """
+    if not is_distributed():
+        return x
+    return _AllReduceSum.apply(x)

@@ -17,7 +17,6 @@ rank computes the loss of the whole batch, exactly, at any per-rank batch sizes.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
 from augplug import distributed
@@ -28,28 +27,8 @@ from augplug_objectives.infonce import check_pair
 __all__ = ["BarlowTwins", "barlow_twins"]
 
 
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over ranks; the backward sums the ranks' gradients (each rank computed the whole loss).
-
-    The same convention as :func:`augplug.distributed.all_gather_with_grad`: rank r's inputs
-    get world_size x the single-process gradient, and DDP's average divides it back out.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        x = x.clone()
-        dist.all_reduce(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.clone()
-        dist.all_reduce(grad)
-        return grad
-
-
 def _global_sum(x: torch.Tensor, gather: bool) -> torch.Tensor:
-    return _AllReduceSum.apply(x) if gather and distributed.is_distributed() else x
+    return distributed.all_reduce_with_grad(x) if gather else x
 
 
 def barlow_twins(
