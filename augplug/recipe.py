@@ -252,7 +252,12 @@ def build(recipe: Mapping[str, Any]) -> Pipeline:
             raise RecipeError("features: feature augmentation needs exactly two branches")
         features, feature_options = _build_features(recipe["features"])
 
-    terms = _build_terms(recipe.get("objective"), num_views=len(branch_index))
+    terms = _build_terms(recipe.get("objective"))
+    crops = _crops(generators[0])
+    num_views = sum(crops) if crops else len(branch_index)
+    _check_once_per_step(
+        terms, num_views=num_views, swap_branches=swap_branches, features=features is not None
+    )
     return Pipeline(
         generators, branch_index, terms,
         features=features, feature_options=feature_options, target=target,
@@ -389,7 +394,7 @@ def _build_features(spec: Any) -> tuple[FeatureAugmenter, FeatureOptions]:
     return augmenter, FeatureOptions(placement=PLACEMENTS[placement], **options)
 
 
-def _build_terms(spec: Any, *, num_views: int) -> list[Term]:
+def _build_terms(spec: Any) -> list[Term]:
     if spec is None:
         raise RecipeError("objective: missing; expected a spec or a list of specs")
     if isinstance(spec, Mapping):
@@ -408,6 +413,27 @@ def _build_terms(spec: Any, *, num_views: int) -> list[Term]:
             name = f"{name}[{i}]"
         terms.append(Term(objective, float(weight), name, inputs))
     return terms
+
+
+def _check_once_per_step(
+    terms: Sequence[Term], *, num_views: int, swap_branches: bool, features: bool
+) -> None:
+    """A stateful objective (``once_per_step``, e.g. MoCo's queue) must see one pair per step."""
+    for i, term in enumerate(terms):
+        if not getattr(term.objective, "once_per_step", False):
+            continue
+        reason = (
+            "feature augmentation (it would be called per augmented copy)" if features
+            else f"{num_views} views (one call per pair)" if num_views > 2
+            else "swap_branches (one call per direction)" if swap_branches
+            else None
+        )  # fmt: skip
+        if reason is not None:
+            raise RecipeError(
+                f"objective[{i}]: {term.name!r} keeps state that advances on every call, so it "
+                f"must run once per step; this recipe would call it more often: {reason}. "
+                "Set swap_branches = false, use two views and no features"
+            )
 
 
 def _forward_parameters(objective: nn.Module) -> list[inspect.Parameter]:

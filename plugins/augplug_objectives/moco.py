@@ -81,6 +81,11 @@ class MoCo(Objective):
         self.gather_distributed = check_bool(gather_distributed, "gather_distributed")
         self.queue = SupportQueue(self.queue_size, self.dim) if self.queue_size else None
 
+    @property
+    def once_per_step(self) -> bool:
+        """With a queue every call enqueues its keys: a recipe must call this loss once per step."""
+        return self.queue is not None
+
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         pair = _check_views(z1, z2)
         if self.queue is not None:

@@ -324,3 +324,14 @@ def test_views_made_beforehand_give_the_same_step():
         pipe(x, lambda v: v, views=views)
     with pytest.raises(ValueError, match=r"^views\[1\]: expected the batch size"):
         pipe(x, lambda v: v, views=[views[0], views[1][:2]], view_params=params[0])
+
+
+def test_a_queue_objective_must_run_once_per_step():
+    with registry.isolated():
+        moco = {"views": {"name": "simclr", "size": 8}, "objective": {"name": "moco", "dim": 4, "queue_size": 8}}
+        with pytest.raises(augplug.RecipeError, match=r"^objective\[0\]: 'moco' .*swap_branches"):
+            augplug.build(moco)
+        with pytest.raises(augplug.RecipeError, match=r"^objective\[0\]: 'moco' .*feature augmentation"):
+            augplug.build({**moco, "swap_branches": False, "features": {"name": "noise"}})
+        augplug.build({**moco, "swap_branches": False})  # MoCo v2: one direction, one call
+        augplug.build({**moco, "objective": {"name": "moco", "queue_size": 0}})  # v3: no queue
