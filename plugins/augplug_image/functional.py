@@ -113,16 +113,62 @@ def resized_crop(
     columns, column_weight = _axis_interpolation(x0, x1, width, out_w)
     rows, row_weight = _axis_interpolation(y0, y1, height, out_h)
     if batch == images:
-        taps = x.gather(-1, columns[:, None, None, :].expand(batch, channels, height, 2 * out_w))
+        index = columns[:, None, None, :].expand(batch, channels, height, 2 * out_w)
+        out = _GatherLerp.apply(x, index, column_weight[:, None, None, :], -1)
     else:  # k crops per image: gather from x broadcast k times (a stride-0 view, no copy)
         copies = batch // images
         source = x.unsqueeze(0).expand(copies, *x.shape)
         index = columns.reshape(copies, images, 1, 1, 2 * out_w)
-        taps = source.gather(-1, index.expand(copies, images, channels, height, 2 * out_w))
-        taps = taps.reshape(batch, channels, height, 2 * out_w)
-    out = torch.lerp(taps[..., :out_w], taps[..., out_w:], column_weight[:, None, None, :])
-    taps = out.gather(-2, rows[:, None, :, None].expand(batch, channels, 2 * out_h, out_w))
-    return torch.lerp(taps[..., :out_h, :], taps[..., out_h:, :], row_weight[:, None, :, None])
+        index = index.expand(copies, images, channels, height, 2 * out_w)
+        weight = column_weight.reshape(copies, images, 1, 1, out_w)
+        out = _GatherLerp.apply(source, index, weight, -1).reshape(batch, channels, height, out_w)
+    index = rows[:, None, :, None].expand(batch, channels, 2 * out_h, out_w)
+    return _GatherLerp.apply(out, index, row_weight[:, None, :, None], -2)
+
+
+def _gather_lerp(source: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, dim: int):
+    """Both bilinear taps along ``dim`` (``index``: low taps, then high taps) and their blend."""
+    taps = source.gather(dim, index)
+    half = taps.shape[dim] // 2
+    return torch.lerp(taps.narrow(dim, 0, half), taps.narrow(dim, half, half), weight)
+
+
+class _GatherLerp(torch.autograd.Function):
+    """:func:`_gather_lerp` with a backward written out: both taps' gradients scatter-added into
+    one zero tensor (autograd fills a zero tensor per slice of the taps, adds them, and fills
+    another for the gather); double backprop differentiates the plain ops again."""
+
+    @staticmethod
+    def forward(ctx, source, index, weight, dim):
+        taps = source.gather(dim, index)
+        half = taps.shape[dim] // 2
+        low, high = taps.narrow(dim, 0, half), taps.narrow(dim, half, half)
+        ctx.dim = dim
+        ctx.save_for_backward(source, index, weight, taps if ctx.needs_input_grad[2] else None)
+        return torch.lerp(low, high, weight)
+
+    @staticmethod
+    def backward(ctx, grad):
+        source, index, weight, taps = ctx.saved_tensors
+        dim = ctx.dim
+        if torch.is_grad_enabled():  # double backprop (create_graph): the plain ops, with a graph
+            wanted = [t for t, need in zip((source, weight), ctx.needs_input_grad[::2]) if need]
+            with torch.enable_grad():
+                out = _gather_lerp(source, index, weight, dim)
+                grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True))
+            grad_source = next(grads) if ctx.needs_input_grad[0] else None
+            grad_weight = next(grads) if ctx.needs_input_grad[2] else None
+            return grad_source, None, grad_weight, None
+        half = index.shape[dim] // 2
+        grad_source = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_source = torch.zeros(source.shape, dtype=grad.dtype, device=grad.device)
+            grad_source.scatter_add_(dim, index.narrow(dim, 0, half), grad * (1 - weight))
+            grad_source.scatter_add_(dim, index.narrow(dim, half, half), grad * weight)
+        if ctx.needs_input_grad[2]:
+            spread = taps.narrow(dim, half, half) - taps.narrow(dim, 0, half)
+            grad_weight = (grad * spread).sum_to_size(weight.shape)
+        return grad_source, None, grad_weight, None
 
 
 def horizontal_flip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:

@@ -83,3 +83,52 @@ def test_fixed_kernel_blur_gradient_equals_autograd_of_pad_and_convolutions(shap
         lambda v: functional.gaussian_blur(v, sigma.detach(), kernel, applied),
         [x.clone().requires_grad_()],
     )
+
+
+def _plain_resized_crop(x, box, size):
+    """The separable warp as plain autograd ops: gather both taps per axis, slice, blend."""
+    out_h, out_w = size
+    height, width = x.shape[-2:]
+
+    def taps(start, end, length, count):
+        steps = torch.linspace(0, 1, count, dtype=x.dtype)
+        position = (start[:, None] + (end - start)[:, None] * steps).clamp(0, length - 1)
+        low = position.detach().floor().clamp(max=length - 2)
+        return low.long(), (low + 1).long().clamp(max=length - 1), position - low
+
+    x0, y0, x1, y1 = box.unbind(-1)
+    left, right, wx = taps(x0, x1, width, out_w)
+    top, bottom, wy = taps(y0, y1, height, out_h)
+    copies = box.shape[0] // x.shape[0]
+    source = x.repeat(copies, 1, 1, 1)
+    b, c = source.shape[:2]
+
+    def along_w(index):
+        return source.gather(-1, index[:, None, None, :].expand(b, c, height, out_w))
+
+    cols = torch.lerp(along_w(left), along_w(right), wx[:, None, None, :])
+
+    def along_h(index):
+        return cols.gather(-2, index[:, None, :, None].expand(b, c, out_h, out_w))
+
+    return torch.lerp(along_h(top), along_h(bottom), wy[:, None, :, None])
+
+
+@pytest.mark.parametrize("copies", [1, 3])
+def test_hand_written_crop_backward_equals_autograd_of_the_plain_ops(copies):
+    gen = torch.Generator().manual_seed(copies)
+    x = torch.rand(2, 3, 9, 11, generator=gen, dtype=torch.float64)
+    start = torch.rand(2 * copies, 2, generator=gen, dtype=torch.float64) * 4
+    box = torch.cat((start, start + 2 + 4 * torch.rand(2 * copies, 2, generator=gen)), -1)
+    upstream = torch.randn(2 * copies, 3, 5, 4, generator=gen, dtype=torch.float64)
+
+    def gradients(fn):
+        leaf, box_leaf = x.clone().requires_grad_(), box.clone().requires_grad_()
+        out = fn(leaf, box_leaf, (5, 4))
+        return out, torch.autograd.grad(out, (leaf, box_leaf), upstream)
+
+    out, grads = gradients(functional.resized_crop)
+    want_out, want = gradients(_plain_resized_crop)
+    assert torch.equal(out, want_out)
+    for got, expected in zip(grads, want):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
