@@ -20,9 +20,10 @@ DDP and ``torch.compile`` work on them as on any model part.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -140,14 +141,18 @@ class ComposedViews(ParametricViewGenerator):
     def __init__(self, stages: Iterable[ViewGenerator]):
         super().__init__()
         if isinstance(stages, nn.Module) or not isinstance(stages, Iterable):
-            raise TypeError(f"stages: expected a list of view generators, got {type(stages).__name__}")
+            raise TypeError(
+                f"stages: expected a list of view generators, got {type(stages).__name__}"
+            )
         stages = list(stages)
         if len(stages) == 0:
             raise ValueError("stages: expected at least one view generator, got none")
         # Checked before nn.ModuleList sees them: it would reject a non-module with its own message.
         for i, stage in enumerate(stages):
             if not isinstance(stage, ViewGenerator):
-                raise TypeError(f"stages[{i}]: expected a ViewGenerator, got {type(stage).__name__}")
+                raise TypeError(
+                    f"stages[{i}]: expected a ViewGenerator, got {type(stage).__name__}"
+                )
         self.stages = nn.ModuleList(stages)
         self.continuous_params = tuple(
             f"{i}.{name}"
@@ -183,7 +188,9 @@ class ComposedViews(ParametricViewGenerator):
     def apply(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         for i, stage in enumerate(self.stages):
             prefix = f"{i}."
-            stage_params = Params({k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)})
+            stage_params = Params(
+                {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
+            )
             x = stage.apply(x, stage_params)
         return x
 
@@ -232,7 +239,28 @@ class Objective(nn.Module):
     with z of shape (B, V, D). Anything else an objective needs is named in its
     ``forward`` signature and supplied by :class:`augplug.recipe.Pipeline` from the
     names it documents (``x``, ``encoder``, ``view_generator``, ``view_params``, ...).
+
+    Objectives manage their own precision (float32 accumulation for half inputs), so a call
+    runs with autocast switched off: under Lightning's ``"bf16-mixed"`` or Accelerate's mixed
+    precision a loss gives what it gives outside autocast, instead of running its float32
+    matmuls in bf16. An objective that runs the user's networks itself (the invariance
+    regulariser calls the encoder) sets ``disable_autocast = False`` to keep their precision.
     """
+
+    disable_autocast: ClassVar[bool] = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        devices = (
+            [d for d in ("cpu", "cuda") if torch.is_autocast_enabled(d)]
+            if self.disable_autocast
+            else []
+        )
+        if not devices:
+            return super().__call__(*args, **kwargs)
+        with contextlib.ExitStack() as stack:
+            for device in devices:
+                stack.enter_context(torch.autocast(device, enabled=False))
+            return super().__call__(*args, **kwargs)
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
         raise NotImplementedError
@@ -263,13 +291,17 @@ class MultiTaskDataset(torch.utils.data.Dataset):
     per-sample Python loop.
     """
 
-    def __init__(self, inputs: torch.Tensor, targets: Mapping[str, torch.Tensor], tasks: Iterable[Task]):
+    def __init__(
+        self, inputs: torch.Tensor, targets: Mapping[str, torch.Tensor], tasks: Iterable[Task]
+    ):
         self.inputs = check_tensor(inputs, "inputs", dtypes=None)
         self.tasks = tuple(tasks)
         self.targets = dict(targets)
         names = [t.name for t in self.tasks]
         if sorted(names) != sorted(self.targets):
-            raise ValueError(f"targets: expected one entry per task {names}, got {sorted(self.targets)}")
+            raise ValueError(
+                f"targets: expected one entry per task {names}, got {sorted(self.targets)}"
+            )
         for name, target in self.targets.items():
             if target.shape[0] != inputs.shape[0]:
                 raise ValueError(
@@ -293,7 +325,9 @@ class MultiTaskDataset(torch.utils.data.Dataset):
             self.inputs.to(device), {k: v.to(device) for k, v in self.targets.items()}, self.tasks
         )
 
-    def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None):
+    def batches(
+        self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+    ):
         """Yield ``(inputs, targets)`` batches; the last one may be smaller."""
         # Checked here, not at the first next(): a generator body runs only when iterated.
         batch_size = check_int(batch_size, "batch_size", minimum=1)

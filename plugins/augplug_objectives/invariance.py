@@ -94,6 +94,9 @@ class GradientInvariance(Objective):
         ('difference', 100)
     """
 
+    #: It runs the user's encoder: keep the caller's autocast (mixed precision) for that pass.
+    disable_autocast = False
+
     def __init__(
         self,
         estimator: str = "paper",
