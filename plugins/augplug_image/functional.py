@@ -114,16 +114,19 @@ def resized_crop(
     rows, row_weight = _axis_interpolation(y0, y1, height, out_h)
     if batch == images:
         index = columns[:, None, None, :].expand(batch, channels, height, 2 * out_w)
-        out = _GatherLerp.apply(x, index, column_weight[:, None, None, :], -1)
+        out = _with_backward(
+            _GatherLerp, _gather_lerp, x, index, column_weight[:, None, None, :], -1
+        )
     else:  # k crops per image: gather from x broadcast k times (a stride-0 view, no copy)
         copies = batch // images
         source = x.unsqueeze(0).expand(copies, *x.shape)
         index = columns.reshape(copies, images, 1, 1, 2 * out_w)
         index = index.expand(copies, images, channels, height, 2 * out_w)
         weight = column_weight.reshape(copies, images, 1, 1, out_w)
-        out = _GatherLerp.apply(source, index, weight, -1).reshape(batch, channels, height, out_w)
+        out = _with_backward(_GatherLerp, _gather_lerp, source, index, weight, -1)
+        out = out.reshape(batch, channels, height, out_w)
     index = rows[:, None, :, None].expand(batch, channels, 2 * out_h, out_w)
-    return _GatherLerp.apply(out, index, row_weight[:, None, :, None], -2)
+    return _with_backward(_GatherLerp, _gather_lerp, out, index, row_weight[:, None, :, None], -2)
 
 
 def _gather_lerp(source: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, dim: int):
@@ -151,14 +154,9 @@ class _GatherLerp(torch.autograd.Function):
     def backward(ctx, grad):
         source, index, weight, taps = ctx.saved_tensors
         dim = ctx.dim
-        if torch.is_grad_enabled():  # double backprop (create_graph): the plain ops, with a graph
-            wanted = [t for t, need in zip((source, weight), ctx.needs_input_grad[::2]) if need]
-            with torch.enable_grad():
-                out = _gather_lerp(source, index, weight, dim)
-                grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True))
-            grad_source = next(grads) if ctx.needs_input_grad[0] else None
-            grad_weight = next(grads) if ctx.needs_input_grad[2] else None
-            return grad_source, None, grad_weight, None
+        if torch.is_grad_enabled():
+            inputs = (source, index, weight, dim)
+            return _differentiate_again(_gather_lerp, inputs, ctx.needs_input_grad, grad)
         half = index.shape[dim] // 2
         grad_source = grad_weight = None
         if ctx.needs_input_grad[0]:
@@ -244,6 +242,7 @@ def colour_jitter(
     hue: torch.Tensor,
     *,
     hue_space: str = "hsv",
+    applied: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Brightness, contrast, saturation, then hue, each with a per-sample factor (B,).
 
@@ -252,6 +251,7 @@ def colour_jitter(
     ``contrast``; blend with the pixel's luma by ``saturation``; shift the hue by ``hue``
     turns (``hue_space="hsv"``, Kornia/torchvision) or rotate it in YIQ (``"yiq"``, the
     invariance regulariser's reference). Input and every step are clamped to [0, 1].
+    ``applied`` (B,) bool: samples where it is false are returned unchanged.
 
     The HSV chain is one autograd node (:class:`_HSVColourJitter`): the same forward ops, and
     a backward written out as a few fused passes instead of autograd's ~120 ops (each clamp's
@@ -261,9 +261,26 @@ def colour_jitter(
     """
     factors = [f.to(x.dtype) for f in (brightness, contrast, saturation, hue)]
     if hue_space == "hsv":
-        return _HSVColourJitter.apply(x, *factors)
+        return _with_backward(_HSVColourJitter, _hsv_jitter_applied, x, *factors, applied)
     out = _adjust_brightness_contrast_saturation(x, *factors[:3])[-1]
-    return hue_rotate_yiq(out, factors[3])
+    out = hue_rotate_yiq(out, factors[3])
+    return out if applied is None else torch.where(_per_sample(applied), out, x)
+
+
+def _with_backward(function, plain, *inputs):
+    """``function.apply(*inputs)`` when a gradient is wanted, else ``plain(*inputs)``: the same
+    values without holding the tensors the backward would need."""
+    wanted = any(isinstance(t, torch.Tensor) and t.requires_grad for t in inputs)
+    return function.apply(*inputs) if wanted and torch.is_grad_enabled() else plain(*inputs)
+
+
+def _differentiate_again(plain, inputs, needed, grad):
+    """Double backprop (``create_graph``) through a node with a hand-written backward: the
+    gradients of its plain ops, recomputed with a graph."""
+    wanted = [t for t, need in zip(inputs, needed) if need]
+    with torch.enable_grad():
+        grads = iter(torch.autograd.grad(plain(*inputs), wanted, grad, create_graph=True))
+    return tuple(next(grads) if need else None for need in needed)
 
 
 def _adjust_brightness_contrast_saturation(
@@ -287,6 +304,11 @@ def _hsv_jitter(x, brightness, contrast, saturation, hue):
     return shifted.clamp(0.0, 1.0), steps[:-1], shifted
 
 
+def _hsv_jitter_applied(x, brightness, contrast, saturation, hue, applied):
+    out = _hsv_jitter(x, brightness, contrast, saturation, hue)[0]
+    return out if applied is None else torch.where(_per_sample(applied), out, x)
+
+
 def _inside_unit(v: torch.Tensor, clamped: torch.Tensor) -> torch.Tensor:
     """1 where ``clamped = clamp(v, 0, 1)`` passes the gradient, else 0.
 
@@ -305,27 +327,25 @@ class _HSVColourJitter(torch.autograd.Function):
     """:func:`colour_jitter` with the HSV hue: forward as the plain ops, backward by hand."""
 
     @staticmethod
-    def forward(ctx, x, brightness, contrast, saturation, hue):
-        out, (mean, scaled, contrasted, saturated), shifted = _hsv_jitter(
-            x, brightness, contrast, saturation, hue
-        )
-        ctx.save_for_backward(
-            x, brightness, contrast, saturation, hue, mean, scaled, contrasted, saturated, shifted
-        )
+    def forward(ctx, x, brightness, contrast, saturation, hue, applied):
+        out, steps, shifted = _hsv_jitter(x, brightness, contrast, saturation, hue)
+        if applied is not None:
+            out = torch.where(_per_sample(applied), out, x)
+        ctx.save_for_backward(x, brightness, contrast, saturation, hue, applied, *steps, shifted)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         saved = ctx.saved_tensors
-        inputs, needed = saved[:5], ctx.needs_input_grad
         if torch.is_grad_enabled():
-            # Double backprop (create_graph): differentiate the plain ops, recomputed with a graph.
-            with torch.enable_grad():
-                out = _hsv_jitter(*inputs)[0]
-                wanted = [t for t, need in zip(inputs, needed) if need]
-                grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True))
-            return tuple(next(grads) if need else None for need in needed)
-        return _hsv_jitter_backward(grad, *saved)
+            return _differentiate_again(_hsv_jitter_applied, saved[:6], ctx.needs_input_grad, grad)
+        applied = saved[5]
+        if applied is None:
+            return (*_hsv_jitter_backward(grad, *saved[:5], *saved[6:]), None)
+        # The select: the jitter's gradient where applied, the input's own elsewhere.
+        kept = _per_sample(applied).to(grad.dtype)
+        grads = _hsv_jitter_backward(grad * kept, *saved[:5], *saved[6:])
+        return grads[0] + grad * (1.0 - kept), *grads[1:], None
 
 
 def _hsv_jitter_backward(
@@ -443,7 +463,7 @@ def gaussian_blur(
     x = x.contiguous()
     if column.requires_grad or row.requires_grad:  # d/d sigma: autograd's convolution backward
         return _blur_planar(x, column, row)
-    return _FixedKernelBlur.apply(x, column, row)
+    return _with_backward(_FixedKernelBlur, _blur_planar, x, column, row)
 
 
 def _blur_planar(x: torch.Tensor, column: torch.Tensor, row: torch.Tensor) -> torch.Tensor:

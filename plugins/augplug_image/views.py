@@ -365,15 +365,15 @@ class ColourJitter(ImageOp):
         return params
 
     def render(self, x, params):
-        jittered = functional.colour_jitter(
+        return functional.colour_jitter(
             x,
             params["brightness"],
             params["contrast"],
             params["saturation"],
             params["hue"],
             hue_space=self.hue_space,
+            applied=params["jitter_applied"],
         )
-        return torch.where(params["jitter_applied"].reshape(-1, 1, 1, 1), jittered, x)
 
 
 class Grayscale(ImageOp):

@@ -56,6 +56,16 @@ def test_hand_written_jitter_backward_equals_autograd_of_the_plain_ops(seed):
         out = fn(*inputs)
         return out, torch.autograd.grad(out, inputs, upstream)
 
+    applied = torch.tensor([True, False, True, True, False])
+
+    def plain_where_applied(x, *factors):
+        return torch.where(applied.reshape(-1, 1, 1, 1), _plain_hsv_jitter(x, *factors), x)
+
+    out, grads = gradients(lambda *a: functional.colour_jitter(*a, applied=applied))
+    expected_out, expected = gradients(plain_where_applied)
+    assert torch.equal(out, expected_out)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     out, grads = gradients(functional.colour_jitter)
     expected_out, expected = gradients(_plain_hsv_jitter)
     assert torch.equal(out, expected_out)
