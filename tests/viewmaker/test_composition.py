@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 from augplug_viewmaker import Viewmaker, viewmaker_parameters
@@ -30,15 +33,27 @@ class StandInFlip(augplug.ParametricViewGenerator):
         return torch.where(params["flip"].view(-1, 1, 1, 1), x.flip(-1), x)
 
 
+def _own_conftest():
+    # "from conftest import ..." finds whichever folder's conftest pytest imported last
+    # (several test folders have one), so this folder's is loaded by its path.
+    spec = importlib.util.spec_from_file_location(
+        "viewmaker_conftest", Path(__file__).with_name("conftest.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_NT_XENT = _own_conftest().nt_xent
+
+
 class StandInLoss(augplug.Objective):
     def __init__(self, temperature: float = 0.5):
         super().__init__()
         self.temperature = temperature
 
     def forward(self, z1, z2):
-        from conftest import nt_xent
-
-        return nt_xent(z1, z2, self.temperature)
+        return _NT_XENT(z1, z2, self.temperature)
 
 
 class _TestPlugin:
