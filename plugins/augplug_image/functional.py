@@ -268,10 +268,16 @@ def colour_jitter(
 
 
 def _with_backward(function, plain, *inputs):
-    """``function.apply(*inputs)`` when a gradient is wanted, else ``plain(*inputs)``: the same
-    values without holding the tensors the backward would need."""
+    """``function.apply(*inputs)`` when an eager gradient is wanted, else ``plain(*inputs)``.
+
+    Without a gradient the plain ops give the same values without holding the tensors the
+    backward would need. Under ``torch.compile`` the plain ops too: inductor fuses their
+    autograd backward into fewer kernels than a hand-written one (which only saves eager passes).
+    """
     wanted = any(isinstance(t, torch.Tensor) and t.requires_grad for t in inputs)
-    return function.apply(*inputs) if wanted and torch.is_grad_enabled() else plain(*inputs)
+    if wanted and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        return function.apply(*inputs)
+    return plain(*inputs)
 
 
 def _differentiate_again(plain, inputs, needed, grad):
