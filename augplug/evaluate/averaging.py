@@ -80,7 +80,9 @@ def average_features(
     """
     total: torch.Tensor | None = None
     out_dtype = None
-    for rows, features in iter_view_features(encoder, views, x, m, chunk=chunk, generator=generator):
+    for rows, features in iter_view_features(
+        encoder, views, x, m, chunk=chunk, generator=generator
+    ):
         if total is None:  # the feature size and dtype are known only after the first call
             out_dtype = features.dtype
             accumulate = torch.float64 if out_dtype == torch.float64 else torch.float32

@@ -178,7 +178,9 @@ class SpirographViews(ParametricViewGenerator):
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
         return check_tensor(x, "x", ndim=2, shape=(None, len(TARGETS)), layout=self.input_layout)
 
-    def example_input(self, batch: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def example_input(
+        self, batch: int, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """(batch, 4) targets uniform over their ranges: the input ``augplug.testing`` feeds."""
         low, high = (torch.tensor([FACTOR_RANGES[n][i] for n in TARGETS]) for i in (0, 1))
         return low + (high - low) * torch.rand(batch, len(TARGETS), generator=generator)
