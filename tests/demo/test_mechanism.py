@@ -110,3 +110,17 @@ def test_demo_results_carry_the_mechanism(tmp_path):
     assert results["config"]["viewmaker_size"] == {"width": 8, "depth": 1}
     report_text = (tmp_path / "report.md").read_text()
     assert "## The mechanism" in report_text and "digit drop (own encoder)" in report_text
+
+
+def test_full_runs_the_papers_viewmaker(tmp_path):
+    args = ["--steps", "1", "--batch-size", "4", "--train-size", "16", "--test-size", "8"]
+    assert (
+        main(
+            [*args, "--threads", "1", "--full", "--strategies", "viewmaker", "--out", str(tmp_path)]
+        )
+        == 0
+    )
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["config"]["viewmaker_size"] == {"width": 32, "depth": 3}
+    views = results["strategies"]["viewmaker"]["recipe"]["views"]
+    assert (views["width"], views["depth"]) == (32, 3) and "clamp" not in views  # unclamped
