@@ -584,6 +584,11 @@ class Pipeline(nn.Module):
             )
             if parametric and self._wants_params and _crops(gen) is None:
                 p = gen.sample(x, generator=generator)
+                if not views and torch.is_grad_enabled():
+                    # Branch 0's continuous params carry gradients, so a regulariser
+                    # (gradient_invariance's "paper" estimator) differentiates the loss's own
+                    # encoding of view 0, as the reference does, instead of encoding it again.
+                    p.requires_grad_([n for n in getattr(gen, "continuous_params", ()) if n in p])
                 views.append(gen.apply(x, p))
                 params.append(p)
                 continue

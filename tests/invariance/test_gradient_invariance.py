@@ -373,3 +373,23 @@ def test_params_restricts_alpha_to_the_named_subset(estimator):
     assert torch.isfinite(c)
     with pytest.raises(ValueError, match=r"params: none of \['hue'\]"):
         GradientInvariance(params=["hue"])(encoder, views, x, params)
+
+
+def test_paper_estimator_in_a_pipeline_encodes_nothing_twice():
+    """As the reference: the penalty differentiates the contrastive pass's own encoding of view 0."""
+    x, _, _, encoder = spirograph_setup(batch=4)
+    calls = []
+
+    def counting(v):
+        calls.append(v.shape[0])
+        return encoder(v)
+
+    pipeline = augplug.build({
+        "views": {"name": "spirograph"},
+        "objective": [{"name": "gradient_invariance", "estimator": "paper", "clamp": 1000.0}],
+    })  # fmt: skip
+    out = pipeline(x, counting, generator=torch.Generator().manual_seed(11))
+    assert calls == [2 * x.shape[0]]  # one pass over both views, none for the penalty
+    assert out.loss.requires_grad
+    out.loss.backward()
+    assert all(p.grad is not None for p in encoder.parameters())
