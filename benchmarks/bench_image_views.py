@@ -1,14 +1,25 @@
 """SimCLR views: augplug_image against kornia.augmentation.AugmentationSequential, side by side.
 
 Same process, same inputs, same recipe (RandomResizedCrop, flip p 0.5, colour jitter
-0.4/0.4/0.4/0.1 p 0.8 in the fixed order brightness -> contrast -> saturation -> hue,
-grayscale p 0.2, Gaussian blur sigma 0.1-2 p 0.5 with a kernel 10% of the side). Times are
-medians after warm-up, the rows timed round-robin (one call of each per round, so a change in
-load hits every row alike; the order rotates every round): CUDA events on a GPU, ``time.perf_counter`` on the CPU. The
-header gives date, versions, threads and the load average at the start and the end. Rows:
+0.4/0.4/0.4/0.1 p 0.8, grayscale p 0.2, Gaussian blur sigma 0.1-2 p 0.5 with a kernel 10% of
+the side). Two configurations (``--config``):
+
+* ``bench`` - crop scale (0.2, 1) at <= 32 px, (0.08, 1) above; Kornia's jitter in the fixed
+  order brightness -> contrast -> saturation -> hue (augplug's order);
+* ``anchor`` - the H100 Kornia anchor's set-up (/work/shared/ANCHORS.md): scale (0.08, 1) at
+  every size and Kornia's default random jitter order (one permutation per batch). augplug
+  keeps its fixed order (it has no random order; the order does not change the work).
+
+Times are medians after warm-up with the spread (interquartile range over the median), the
+rows timed round-robin (one call of each per round, so a change in load hits every row alike;
+the order rotates every round): CUDA events on a GPU, ``time.perf_counter`` on the CPU. The
+header gives date, versions, threads, the CPU's vector ISA and bf16 support, and the load
+average at the start and the end. Rows:
 
 * ``copy floor`` - ``y.copy_(x)``: one read and one write of the batch, the bandwidth floor;
 * ``kornia`` / ``augplug`` - forward, and forward + backward to the input;
+* ``torchvision loop`` (``--torchvision``) - torchvision.transforms.v2 applied image by image
+  (its per-sample semantics; forward only: its hue step writes into views, so no backward);
 * ``augplug compiled`` (``--compile``) - ``torch.compile(views)``, sampling included;
 * ``augplug@REV`` (``--baseline REV``) - the same recipe from the ``augplug_image`` sources of an
   earlier git revision (read with ``git show``, imported under another name), to compare a
@@ -69,7 +80,17 @@ def interleaved(
     repeats: int,
     device: torch.device | None = None,
 ) -> dict[str, float]:
-    """Median milliseconds per row, timed round-robin after ``warmup`` rounds.
+    """Median milliseconds per row, timed round-robin after ``warmup`` rounds."""
+    return {name: t[0] for name, t in interleaved_spread(rows, warmup, repeats, device).items()}
+
+
+def interleaved_spread(
+    rows: dict[str, Callable[[], object]],
+    warmup: int,
+    repeats: int,
+    device: torch.device | None = None,
+) -> dict[str, tuple[float, float]]:
+    """(median ms, interquartile range / median) per row, timed round-robin after ``warmup``.
 
     The order rotates every round: on a shared CPU the row run right after another one was
     measured up to 7% slower or faster than in the opposite order; rotating spreads that bias
@@ -84,21 +105,46 @@ def interleaved(
             elapsed = _elapsed_ms(device, rows[name])
             if round_ >= warmup:
                 times[name].append(elapsed)
-    return {name: statistics.median(t) for name, t in times.items()}
+    spread = {}
+    for name, t in times.items():
+        median = statistics.median(t)
+        quartiles = statistics.quantiles(t, n=4) if len(t) > 1 else [median] * 3
+        spread[name] = (median, (quartiles[2] - quartiles[0]) / median)
+    return spread
 
 
 def load_average() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+def cpu_description() -> str:
+    """The CPU's model, its vector ISA as torch dispatches to it, and whether bf16 is native."""
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    except OSError:
+        pass
+    native = sorted(flags & {"avx512_bf16", "amx_bf16"})
+    bf16 = "bf16 native (" + ", ".join(native) + ")" if native else "no native bf16"
+    isa = torch.backends.cpu.get_cpu_capability()
+    return f"{model}, {os.cpu_count()} cores, ISA {isa}, {bf16}"
+
+
 def header(**extra: object) -> str:
-    """Date, versions, threads, load average and the command line, for the results file."""
+    """Date, versions, threads, CPU, load average and the command line, for the results file."""
     fields = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "kornia": kornia.__version__,
         "threads": torch.get_num_threads(),
+        "cpu": cpu_description(),
         "load": load_average(),
         **extra,
     }
@@ -129,14 +175,44 @@ def kernel_size(side: int) -> int:
     return max(3, size if size % 2 else size + 1)
 
 
-def kornia_simclr(side: int, scale: tuple[float, float]) -> nn.Module:
+def kornia_simclr(
+    side: int, scale: tuple[float, float], order: tuple[int, ...] | None = (0, 1, 2, 3)
+) -> nn.Module:
+    """Kornia's SimCLR pipeline; ``order=None`` is Kornia's default random jitter order."""
     return K.AugmentationSequential(
         K.RandomResizedCrop((side, side), scale=scale, ratio=(3 / 4, 4 / 3)),
         K.RandomHorizontalFlip(p=0.5),
-        K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8, order=(0, 1, 2, 3)),
+        K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8, order=order),
         K.RandomGrayscale(p=0.2),
         K.RandomGaussianBlur(kernel_size(side), (0.1, 2.0), p=0.5),
     )
+
+
+def torchvision_loop(
+    side: int, scale: tuple[float, float]
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The same recipe with torchvision.transforms.v2, one image at a time (per-sample params)."""
+    from torchvision.transforms import v2
+
+    transform = v2.Compose(
+        [
+            v2.RandomResizedCrop(side, scale=scale, ratio=(3 / 4, 4 / 3), antialias=True),
+            v2.RandomHorizontalFlip(0.5),
+            v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            v2.RandomGrayscale(0.2),
+            v2.RandomApply([v2.GaussianBlur(kernel_size(side), (0.1, 2.0))], p=0.5),
+        ]
+    )
+    return lambda x: torch.stack([transform(image) for image in x])
+
+
+CONFIGS = ("bench", "anchor")
+
+
+def config_scale(config: str, side: int) -> tuple[float, float]:
+    if config == "anchor":
+        return (0.08, 1.0)
+    return (0.2, 1.0) if side <= 32 else (0.08, 1.0)
 
 
 def forward_backward(
@@ -208,9 +284,15 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sizes", nargs="+", default=["512x32", "256x224"], help="BATCHxSIDE")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument(
+        "--config", nargs="+", choices=CONFIGS, default=list(CONFIGS), help="see above"
+    )
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(views)")
+    parser.add_argument(
+        "--torchvision", action="store_true", help="also time a per-sample torchvision v2 loop"
+    )
     parser.add_argument(
         "--train-step", action="store_true", help="two views + ResNet-18 bf16 step (first size)"
     )
@@ -236,45 +318,60 @@ def main() -> None:
         )
     )
     print(
-        f"{'shape':>16} {'dtype':>9} {'what':>18} {'fwd ms':>9} {'fwd+bwd ms':>11} {'kornia/x':>9} {'/copy':>7}"
+        f"{'config':>6} {'shape':>14} {'dtype':>9} {'what':>17} {'fwd ms':>9} {'spread':>6}"
+        f" {'fwd+bwd ms':>10} {'spread':>6} {'kornia/x':>9} {'/copy':>6}"
     )
     with validation(False):  # production setting: no host-syncing value checks
-        for spec in args.sizes:
-            batch, side = (int(v) for v in spec.split("x"))
-            scale = (0.2, 1.0) if side <= 32 else (0.08, 1.0)
-            ours = augplug.create("views", "simclr", size=side, scale=scale).to(device)
-            theirs = kornia_simclr(side, scale).to(device)
-            for dtype_name in args.dtypes:
-                dtype = getattr(torch, dtype_name)
-                x = torch.rand(batch, 3, side, side, device=device).to(dtype)
-                x = x.contiguous(memory_format=torch.channels_last)
-                shape = f"{batch}x3x{side}x{side}"
-                out = torch.empty_like(x)
-                copy = timer(device, lambda x=x, out=out: out.copy_(x), args.warmup, args.repeats)
-                rows = [("kornia", theirs), ("augplug", ours)]
+        for config in args.config:
+            for spec in args.sizes:
+                batch, side = (int(v) for v in spec.split("x"))
+                scale = config_scale(config, side)
+                order = None if config == "anchor" else (0, 1, 2, 3)
+                ours = augplug.create("views", "simclr", size=side, scale=scale).to(device)
+                rows: list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = [
+                    ("kornia", kornia_simclr(side, scale, order).to(device)),
+                    ("augplug", ours),
+                ]
                 if baseline is not None:
-                    rows.append(
-                        (f"augplug@{args.baseline}", baseline(size=side, scale=scale).to(device))
-                    )
+                    old = baseline(size=side, scale=scale).to(device)
+                    rows.append((f"augplug@{args.baseline}", old))
                 if args.compile:
                     # The whole module, sampling included (no generator, so dynamo can trace it).
                     rows.append(("augplug compiled", torch.compile(ours)))
-                forward = {n: (lambda views=views, x=x: views(x)) for n, views in rows}
-                fwd = interleaved(forward, args.warmup, args.repeats, device)
-                bwd = interleaved(
-                    {n: forward_backward(v, x) for n, v in rows}, args.warmup, args.repeats, device
-                )
-                results = {name: (fwd[name], bwd[name]) for name, _ in rows}
-                print(f"{shape:>16} {dtype_name:>9} {'copy floor':>18} {copy:9.3f}")
-                kornia_fwd, kornia_bwd = results["kornia"]
-                for name, (fwd, bwd) in results.items():
-                    speedup = f"{kornia_fwd / fwd:.1f}/{kornia_bwd / bwd:.1f}"
-                    print(
-                        f"{shape:>16} {dtype_name:>9} {name:>18} {fwd:9.3f} {bwd:11.3f} {speedup:>9} {fwd / copy:7.1f}"
+                for dtype_name in args.dtypes:
+                    dtype = getattr(torch, dtype_name)
+                    x = torch.rand(batch, 3, side, side, device=device).to(dtype)
+                    x = x.contiguous(memory_format=torch.channels_last)
+                    shape = f"{batch}x3x{side}x{side}"
+                    out = torch.empty_like(x)
+                    copy = timer(
+                        device, lambda x=x, out=out: out.copy_(x), args.warmup, args.repeats
                     )
+                    forward = {n: (lambda views=views, x=x: views(x)) for n, views in rows}
+                    if args.torchvision:
+                        loop = torchvision_loop(side, scale)
+                        forward["torchvision loop"] = lambda loop=loop, x=x: loop(x)
+                    fwd = interleaved_spread(forward, args.warmup, args.repeats, device)
+                    bwd = interleaved_spread(
+                        {n: forward_backward(v, x) for n, v in rows},
+                        args.warmup,
+                        args.repeats,
+                        device,
+                    )
+                    print(f"{config:>6} {shape:>14} {dtype_name:>9} {'copy floor':>17} {copy:9.3f}")
+                    kornia_fwd, kornia_bwd = fwd["kornia"][0], bwd["kornia"][0]
+                    for name, (ms, spread) in fwd.items():
+                        line = f"{config:>6} {shape:>14} {dtype_name:>9} {name:>17} {ms:9.3f} {spread:6.0%}"
+                        if name in bwd:
+                            ms_bwd, spread_bwd = bwd[name]
+                            ratio = f"{kornia_fwd / ms:.2f}/{kornia_bwd / ms_bwd:.2f}"
+                            line += f" {ms_bwd:10.3f} {spread_bwd:6.0%} {ratio:>9}"
+                        else:
+                            line += f" {'n/a':>10} {'':>6} {kornia_fwd / ms:9.2f}"
+                        print(f"{line} {ms / copy:6.0f}")
         if args.train_step:
             batch, side = (int(v) for v in args.sizes[0].split("x"))
-            scale = (0.2, 1.0) if side <= 32 else (0.08, 1.0)
+            scale = config_scale("bench", side)
             x = torch.rand(batch, 3, side, side, device=device).contiguous(
                 memory_format=torch.channels_last
             )
