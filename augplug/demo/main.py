@@ -1,6 +1,6 @@
 """``augplug demo``: train small encoders with several view strategies, probe every task, report.
 
-Defaults (about 2-3 minutes on two CPU cores): ``digits-on-photos``, 2000 training and
+Defaults (about 4-5 minutes on one thread of a 2-core machine; docs/demo.md): ``digits-on-photos``, 2000 training and
 1000 test images, 100 steps of batch 128 per strategy, strategies ``untrained`` (baseline),
 ``simclr``, ``viewmaker`` and ``combined``. Outputs under ``--out``: ``report.md``,
 ``results.json`` (config, versions, seed, metrics: identical for the same seed, device
