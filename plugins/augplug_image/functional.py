@@ -192,25 +192,35 @@ def hue_shift_hsv(x: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
     ``M = max(r, g, b)``, ``m = min``, hue ``h`` in sextants, channel ``n`` (5, 3, 1 for R, G, B) is
     ``M - (M - m) * clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + h + 6 * hue) mod 6``.
     """
+    return _hue_shift_hsv(x, hue.to(x.dtype))
+
+
+def _hue_shift_hsv(x: torch.Tensor, hue: torch.Tensor, saved: list | None = None) -> torch.Tensor:
+    """:func:`hue_shift_hsv`; ``saved`` collects the intermediates its backward reuses."""
     r, g, b = x.unbind(-3)
-    high = x.amax(-3)
-    low = x.amin(-3)
+    high = x.amax(-3, keepdim=True)
+    low = x.amin(-3, keepdim=True)
     chroma = high - low
     # Grey pixels have no hue; any value works because chroma is 0, so avoid 0 / 0.
-    safe = torch.where(chroma == 0, torch.ones_like(chroma), chroma)
+    safe = torch.where(chroma == 0, 1.0, chroma)
     # Sextant of the first maximal channel, the same tie-breaking as kornia.color.rgb_to_hsv.
+    red_max = ((r >= g) & (r >= b)).unsqueeze(-3)
+    green_first = (g >= b).unsqueeze(-3)
+    quotients = [(u - v).unsqueeze(-3) / safe for u, v in ((g, b), (b, r), (r, g))]
     sextant = torch.where(
-        (r >= g) & (r >= b),
-        (g - b) / safe,
-        torch.where(g >= b, (b - r) / safe + 2.0, (r - g) / safe + 4.0),
+        red_max, quotients[0], torch.where(green_first, quotients[1] + 2.0, quotients[2] + 4.0)
     )
-    shifted = (sextant + 6.0 * _per_sample(hue.to(x.dtype), 3)).unsqueeze(-3)
+    shifted = sextant + 6.0 * _per_sample(hue)
     # n = 5, 3, 1 for R, G, B: made on the device (arange), not copied from the host.
     offsets = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).reshape(3, 1, 1)
     k = torch.remainder(shifted + offsets, 6.0)
-    return high.unsqueeze(-3) - chroma.unsqueeze(-3) * torch.clamp(
-        torch.minimum(k, 4.0 - k), 0.0, 1.0
-    )
+    mirror = 4.0 - k
+    nearest = torch.minimum(k, mirror)
+    step = nearest.clamp(0.0, 1.0)
+    if saved is not None:  # the selected quotient, for the backward
+        quotient = torch.where(red_max, quotients[0], torch.where(green_first, *quotients[1:]))
+        saved += [high, low, chroma, safe, quotient, red_max, green_first, k, mirror, nearest, step]
+    return high - chroma * step
 
 
 def hue_rotate_yiq(x: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
@@ -313,7 +323,9 @@ def _adjust_brightness_contrast_saturation(
 
 def _hsv_jitter_applied(x, brightness, contrast, saturation, hue, applied, saved=None):
     out = _adjust_brightness_contrast_saturation(x, brightness, contrast, saturation, saved)
-    shifted = hue_shift_hsv(out, hue)
+    if saved is not None:
+        saved.append(out)
+    shifted = _hue_shift_hsv(out, hue, saved)
     if saved is not None:
         saved.append(shifted)
     out = shifted.clamp(0.0, 1.0)
@@ -359,27 +371,13 @@ class _HSVColourJitter(torch.autograd.Function):
 
 
 def _hsv_jitter_backward(
-    grad, x, brightness, contrast, saturation, hue, mean, scaled, contrasted, saturated, shifted
-):
-    """Gradients of :func:`_hsv_jitter_applied` (applied everywhere) for ``grad`` on its output, step by step backwards."""
+    grad, x, brightness, contrast, saturation, hue, mean, scaled, contrasted, saturated, rgb,
+    high, low, chroma, safe, quotient, red_max, green_first, k, mirror, nearest, step, shifted,
+):  # fmt: skip
+    """Gradients of :func:`_hsv_jitter_applied` (applied everywhere) for ``grad`` on its output,
+    step by step backwards, from the intermediates its forward saved."""
     per_image = (-3, -2, -1)
-    # Hue: out_n = high - chroma * clamp(min(k_n, 4 - k_n), 0, 1), recomputed from its input.
-    rgb = saturated.clamp(0.0, 1.0)
-    r, g, b = rgb.unbind(-3)
-    high, low = rgb.amax(-3, keepdim=True), rgb.amin(-3, keepdim=True)
-    chroma = high - low
-    safe = torch.where(chroma == 0, torch.ones_like(chroma), chroma)
-    red_max = (r >= g) & (r >= b)
-    green_max = ~red_max & (g >= b)
-    numerator = torch.where(red_max, g - b, torch.where(g >= b, b - r, r - g)).unsqueeze(-3)
-    sextant = (
-        torch.where(red_max, 0.0, torch.where(green_max, 2.0, 4.0)).unsqueeze(-3) + numerator / safe
-    )
-    offsets = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).reshape(3, 1, 1)
-    k = torch.remainder(sextant + 6.0 * _per_sample(hue) + offsets, 6.0)
-    mirror = 4.0 - k
-    nearest = torch.minimum(k, mirror)
-    step = nearest.clamp(0.0, 1.0)
+    # Hue: out_n = high - chroma * step_n, step_n = clamp(min(k_n, 4 - k_n), 0, 1).
     grad = grad * _inside_unit(shifted, shifted.clamp(0.0, 1.0))
     grad_high = grad.sum(-3, keepdim=True)
     grad_chroma = -(grad * step).sum(-3, keepdim=True)
@@ -388,15 +386,16 @@ def _hsv_jitter_backward(
     grad_sextant = grad_k.sum(-3, keepdim=True)
     grad_hue = 6.0 * grad_sextant.sum(per_image)
     grad_numerator = grad_sextant / safe
-    grad_chroma = grad_chroma - grad_sextant * numerator / (safe * safe) * (chroma != 0)
+    grad_chroma = grad_chroma - grad_numerator * quotient * (chroma != 0)
     grad_high, grad_low = grad_high + grad_chroma, -grad_chroma
     is_high, is_low = (rgb == high).to(x.dtype), (rgb == low).to(x.dtype)
+    green_max = ~red_max & green_first
     blue_max = (~(red_max | green_max)).to(x.dtype)
     red_max, green_max = red_max.to(x.dtype), green_max.to(x.dtype)
     grad_rgb = (
         is_high * (grad_high / is_high.sum(-3, keepdim=True))
         + is_low * (grad_low / is_low.sum(-3, keepdim=True))
-        + torch.stack((blue_max - green_max, red_max - blue_max, green_max - red_max), -3)
+        + torch.cat((blue_max - green_max, red_max - blue_max, green_max - red_max), -3)
         * grad_numerator
     )
     # Saturation: lerp(luma, out, s) before its clamp.
