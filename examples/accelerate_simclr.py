@@ -189,9 +189,7 @@ def main(argv: list[str] | None = None) -> list[float]:
             if progress.step == last_step:
                 break
         if args.checkpoint_dir is not None:
-            # Pickled, not safetensors: the momentum target keeps its schedule step as
-            # non-tensor extra state, which safetensors cannot hold.
-            accelerator.save_state(args.checkpoint_dir, safe_serialization=False)
+            accelerator.save_state(args.checkpoint_dir)  # safetensors: the target's step is a tensor
 
     values = torch.stack(losses).tolist() if losses else []  # one host sync, at the end
     if accelerator.is_main_process:

@@ -77,7 +77,7 @@ def test_resume_from_checkpoint_continues_exactly(tmp_path):
     trainer.save_checkpoint(path)
     state = torch.load(path, weights_only=False)["state_dict"]
     assert any(k.startswith("pipeline.target.module.encoder.") for k in state)
-    assert state["pipeline.target._extra_state"] == {"step": 2}
+    assert int(state["pipeline.target._extra_state"]) == 2
 
     model, trainer, loader = ex.setup(args, **QUIET)
     trainer.fit(model, loader, ckpt_path=path)
