@@ -25,7 +25,9 @@ average at the start and the end. Rows:
   earlier git revision (read with ``git show``, imported under another name), to compare a
   change against the code before it in one process;
 * ``--train-step`` - two views + a ResNet-18 bf16 channels_last SGD step, images/s, fed by
-  each library.
+  each library;
+* ``--profile`` - instead of timing, ``torch.profiler``'s self time per op of augplug's
+  ``views(x)`` and of ``views(x)`` + backward (3 warm-up calls, 5 profiled), per size.
 
 Example::
 
@@ -277,6 +279,26 @@ def train_step_rate(device, x, make_views, warmup, repeats) -> float:
     return x.shape[0] / (timer(device, step, warmup, repeats) / 1e3)
 
 
+def profile_views(sizes: list[str], config: str, device: torch.device, rows: int = 12) -> None:
+    """Print the ops that take augplug's time, forward and forward + backward, per size."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for spec in sizes:
+        batch, side = (int(v) for v in spec.split("x"))
+        views = augplug.create("views", "simclr", size=side, scale=config_scale(config, side))
+        x = torch.rand(batch, 3, side, side, device=device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        steps = {"fwd": lambda views=views, x=x: views(x), "fwd+bwd": forward_backward(views, x)}
+        for what, step in steps.items():
+            for _ in range(3):
+                step()
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(5):
+                    step()
+            print(f"{spec} {what}: 5 calls")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -296,6 +318,7 @@ def main() -> None:
     parser.add_argument(
         "--train-step", action="store_true", help="two views + ResNet-18 bf16 step (first size)"
     )
+    parser.add_argument("--profile", action="store_true", help="op profile of augplug's views")
     parser.add_argument(
         "--threads", type=int, default=None, help="CPU intra-op threads (torch default if unset)"
     )
@@ -317,6 +340,11 @@ def main() -> None:
             device=f"{device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'})"
         )
     )
+    if args.profile:
+        with validation(False):
+            profile_views(args.sizes, args.config[0], device)
+        print(f"load at the end: {load_average()}")
+        return
     print(
         f"{'config':>6} {'shape':>14} {'dtype':>9} {'what':>17} {'fwd ms':>9} {'spread':>6}"
         f" {'fwd+bwd ms':>10} {'spread':>6} {'kornia/x':>9} {'/copy':>6}"
