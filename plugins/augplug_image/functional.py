@@ -264,10 +264,11 @@ def colour_jitter(
     ``applied`` (B,) bool: samples where it is false are returned unchanged.
 
     The HSV chain is one autograd node (:class:`_HSVColourJitter`): the same forward ops, and
-    a backward written out as a few fused passes instead of autograd's ~120 ops (each clamp's
-    backward alone is four passes over the batch); the gradient follows autograd's
-    conventions (a clamp passes its bounds, ties of max / min share the gradient), and
-    double backprop differentiates the plain ops again.
+    a backward written out with fewer passes over the batch than autograd's op-by-op backward
+    (a clamp's backward is four passes there, three here; benchmarks/count_kernels.py counts
+    the whole view's). The gradient follows autograd's conventions (a clamp passes its
+    bounds, ties of max / min share the gradient); double backprop differentiates the plain
+    ops again.
     """
     factors = [f.to(x.dtype) for f in (brightness, contrast, saturation, hue)]
     if hue_space == "hsv":
@@ -307,7 +308,8 @@ def _adjust_brightness_contrast_saturation(
     saved: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The first three jitter steps. ``saved`` collects what the backward needs: the mean luma
-    and each step before its clamp (left out otherwise: held tensors slowed inference ~10%)."""
+    and each step before its clamp (left out otherwise: holding them slowed inference at
+    256x3x32x32 by 10-25%, benchmarks/results/image_views.md)."""
     brightness, contrast, saturation = (_per_sample(f) for f in (brightness, contrast, saturation))
     scaled = x.clamp(0.0, 1.0) * brightness
     out = scaled.clamp(0.0, 1.0)
