@@ -58,7 +58,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut = nn.Sequential()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -91,7 +93,9 @@ class Model(nn.Module):
         super().__init__()
         self.encoder = resnet18(width)
         features = 8 * width
-        self.projector = nn.Sequential(nn.Linear(features, features), nn.ReLU(), nn.Linear(features, 128))
+        self.projector = nn.Sequential(
+            nn.Linear(features, features), nn.ReLU(), nn.Linear(features, 128)
+        )
 
 
 def make_step(model, views, regulariser, weight, optimizer, autocast_dtype, device, reuse=True):
@@ -115,7 +119,9 @@ def make_step(model, views, regulariser, weight, optimizer, autocast_dtype, devi
             loss = nt_xent(*z.chunk(2))
             if regulariser is not None:
                 h_views = torch.stack(h.chunk(2), 1)
-                loss = loss + weight * regulariser(model.encoder, views, x, params, h=h_views, generator=generator)
+                loss = loss + weight * regulariser(
+                    model.encoder, views, x, params, h=h_views, generator=generator
+                )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -166,7 +172,10 @@ def bench_step(args) -> None:
     steps = []
     variants = [
         ("InfoNCE alone", None),
-        ("+ gradient_invariance, paper (100 draws, loss's pass reused: the reference's way)", "paper"),
+        (
+            "+ gradient_invariance, paper (100 draws, loss's pass reused: the reference's way)",
+            "paper",
+        ),
         ("+ gradient_invariance, paper (100 draws, view 0 encoded again)", "paper, encoded again"),
         ("+ gradient_invariance, difference", "difference"),
     ]
@@ -174,8 +183,12 @@ def bench_step(args) -> None:
         torch.manual_seed(0)
         model = Model(args.width).to(device).to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        regulariser = None if estimator is None else augplug.create(
-            "objective", "gradient_invariance", estimator=estimator.split(",")[0]
+        regulariser = (
+            None
+            if estimator is None
+            else augplug.create(
+                "objective", "gradient_invariance", estimator=estimator.split(",")[0]
+            )
         )
         reuse = estimator != "paper, encoded again"
         step = make_step(model, views, regulariser, 0.1, optimizer, autocast_dtype, device, reuse)
@@ -183,9 +196,15 @@ def bench_step(args) -> None:
     times = timed_round_robin(steps, device, args.warmup, args.repeats)
     rows = [(label, ms) for (label, _), ms in zip(variants, times)]
     plain = rows[0][1]
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; torch {torch.__version__}; batch {args.batch} x 2 views, 32x32, "
-          f"views {args.views!r}, {args.dtype}, ResNet-18 width {args.width}")
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({torch.get_num_threads()} threads)"
+    )
+    print(
+        f"device: {name}; torch {torch.__version__}; batch {args.batch} x 2 views, 32x32, "
+        f"views {args.views!r}, {args.dtype}, ResNet-18 width {args.width}"
+    )
     print("| step | median ms | x plain |\n|---|---|---|")
     for label, ms in rows:
         print(f"| {label} | {ms:.2f} | {ms / plain:.2f} |")
@@ -194,14 +213,20 @@ def bench_step(args) -> None:
 # ------------------------------------------------------------- reproduction
 @torch.no_grad()
 def encode(encoder, inputs, chunk):
-    return torch.cat([encoder(inputs[i : i + chunk]).float() for i in range(0, inputs.shape[0], chunk)])
+    return torch.cat(
+        [encoder(inputs[i : i + chunk]).float() for i in range(0, inputs.shape[0], chunk)]
+    )
 
 
-def linear_regression_mse(train_features, train_targets, test_features, test_targets) -> torch.Tensor:
+def linear_regression_mse(
+    train_features, train_targets, test_features, test_targets
+) -> torch.Tensor:
     """Per-task test MSE of least squares (with a bias) from features to raw targets, float64."""
 
     def design(f):
-        return torch.cat([f.double(), torch.ones(f.shape[0], 1, device=f.device, dtype=torch.float64)], 1)
+        return torch.cat(
+            [f.double(), torch.ones(f.shape[0], 1, device=f.device, dtype=torch.float64)], 1
+        )
 
     # A tiny ridge keeps the solve stable when features are collinear (e.g. dead units).
     a = design(train_features)
@@ -212,14 +237,25 @@ def linear_regression_mse(train_features, train_targets, test_features, test_tar
 
 def train(args, device, penalty: bool):
     torch.manual_seed(args.seed)
-    data = augplug.create("dataset", "spirograph", split="train", size=args.train_size, seed=args.seed, device=device,
-                          normalisation=args.normalisation)
+    data = augplug.create(
+        "dataset",
+        "spirograph",
+        split="train",
+        size=args.train_size,
+        seed=args.seed,
+        device=device,
+        normalisation=args.normalisation,
+    )
     views = augplug.create("views", "spirograph", normalisation=args.normalisation)
     model = Model(args.width).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    regulariser = augplug.create("objective", "gradient_invariance", estimator=args.estimator, clamp=1000.0)
+    regulariser = augplug.create(
+        "objective", "gradient_invariance", estimator=args.estimator, clamp=1000.0
+    )
     autocast_dtype = None if args.dtype == "float32" else getattr(torch, args.dtype)
-    step = make_step(model, views, regulariser if penalty else None, 0.01, optimizer, autocast_dtype, device)
+    step = make_step(
+        model, views, regulariser if penalty else None, 0.01, optimizer, autocast_dtype, device
+    )
     generator = torch.Generator(device=device).manual_seed(args.seed)
     shuffle = torch.Generator().manual_seed(args.seed)
     deadline, steps, epochs = time.perf_counter() + 60 * args.minutes, 0, 0
@@ -227,7 +263,9 @@ def train(args, device, penalty: bool):
         for _, targets in data.batches(args.batch, shuffle=True, generator=shuffle):
             step(stack_targets(targets), generator)
             steps += 1
-            if time.perf_counter() >= deadline or (args.max_steps is not None and steps >= args.max_steps):
+            if time.perf_counter() >= deadline or (
+                args.max_steps is not None and steps >= args.max_steps
+            ):
                 break
         epochs += 1
     return model.encoder.eval(), steps, epochs
@@ -235,35 +273,67 @@ def train(args, device, penalty: bool):
 
 def reproduce(args) -> None:
     device = torch.device(args.device)
-    train_set = augplug.create("dataset", "spirograph", split="train", size=args.probe_size, seed=args.seed + 1, device=device,
-                               normalisation=args.normalisation)
-    test_set = augplug.create("dataset", "spirograph", split="test", size=args.test_size, seed=args.seed, device=device,
-                              normalisation=args.normalisation)
+    train_set = augplug.create(
+        "dataset",
+        "spirograph",
+        split="train",
+        size=args.probe_size,
+        seed=args.seed + 1,
+        device=device,
+        normalisation=args.normalisation,
+    )
+    test_set = augplug.create(
+        "dataset",
+        "spirograph",
+        split="test",
+        size=args.test_size,
+        seed=args.seed,
+        device=device,
+        normalisation=args.normalisation,
+    )
     views = augplug.create("views", "spirograph", normalisation=args.normalisation)
     train_targets, test_targets = stack_targets(train_set.targets), stack_targets(test_set.targets)
-    print(f"device {device}; torch {torch.__version__}; {args.minutes} min per run; train {args.train_size}, "
-          f"probe fit {args.probe_size}, test {args.test_size}; estimator {args.estimator}; width {args.width}; "
-          f"spirograph normalisation {args.normalisation}")
+    print(
+        f"device {device}; torch {torch.__version__}; {args.minutes} min per run; train {args.train_size}, "
+        f"probe fit {args.probe_size}, test {args.test_size}; estimator {args.estimator}; width {args.width}; "
+        f"spirograph normalisation {args.normalisation}"
+    )
     print("| run | features | " + " | ".join(f"MSE {t}" for t in TARGETS) + " | mean |")
     print("|---" * (len(TARGETS) + 3) + "|")
     for label, penalty in (("no penalty", False), ("penalty", True)):
         encoder, steps, epochs = train(args, device, penalty)
         generator = torch.Generator(device=device).manual_seed(args.seed)
-        feature_sets = {"untransformed": (encode(encoder, train_set.inputs, args.chunk), encode(encoder, test_set.inputs, args.chunk))}
+        feature_sets = {
+            "untransformed": (
+                encode(encoder, train_set.inputs, args.chunk),
+                encode(encoder, test_set.inputs, args.chunk),
+            )
+        }
         for m in args.averages:
             feature_sets[f"M = {m}"] = (
-                average_features(encoder, views, train_targets, m, chunk=args.chunk, generator=generator),
-                average_features(encoder, views, test_targets, m, chunk=args.chunk, generator=generator),
+                average_features(
+                    encoder, views, train_targets, m, chunk=args.chunk, generator=generator
+                ),
+                average_features(
+                    encoder, views, test_targets, m, chunk=args.chunk, generator=generator
+                ),
             )
         for name, (train_features, test_features) in feature_sets.items():
             mse = linear_regression_mse(train_features, train_targets, test_features, test_targets)
             cells = " | ".join(f"{v:.3g}" for v in mse.tolist())
-            print(f"| {label} ({steps} steps, {epochs} epochs) | {name} | {cells} | {mse.mean().item():.3g} |")
+            print(
+                f"| {label} ({steps} steps, {epochs} epochs) | {name} | {cells} | {mse.mean().item():.3g} |"
+            )
         paper = PAPER_MSE[label]
-        print(f"| {label}, paper (50 epochs) | untransformed | " + " | ".join(f"{v:.3g}" for v in paper)
-              + f" | {sum(paper) / 4:.3g} |")
-    print("Paper, penalty, mean MSE with M views averaged: "
-          + ", ".join(f"M = {m}: {v:.3g}" for m, v in PAPER_AVERAGED.items()))
+        print(
+            f"| {label}, paper (50 epochs) | untransformed | "
+            + " | ".join(f"{v:.3g}" for v in paper)
+            + f" | {sum(paper) / 4:.3g} |"
+        )
+    print(
+        "Paper, penalty, mean MSE with M views averaged: "
+        + ", ".join(f"M = {m}: {v:.3g}" for m, v in PAPER_AVERAGED.items())
+    )
 
 
 def main() -> None:
@@ -274,7 +344,12 @@ def main() -> None:
         p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
         p.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
         p.add_argument("--width", type=int, default=64, help="ResNet-18 base width (64 = standard)")
-        p.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (torch default if unset)")
+        p.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="CPU intra-op threads (torch default if unset)",
+        )
     step = sub.choices["step"]
     step.add_argument("--batch", type=int, default=512)
     step.add_argument("--views", default="colour", choices=["colour", "spirograph"])
@@ -285,13 +360,19 @@ def main() -> None:
     rep.add_argument("--max-steps", type=int, default=None)
     rep.add_argument("--batch", type=int, default=512)
     rep.add_argument("--train-size", type=int, default=50_000)
-    rep.add_argument("--probe-size", type=int, default=10_000, help="images the linear regression is fitted on")
+    rep.add_argument(
+        "--probe-size", type=int, default=10_000, help="images the linear regression is fitted on"
+    )
     rep.add_argument("--test-size", type=int, default=10_000)
     rep.add_argument("--averages", type=int, nargs="+", default=[1, 5, 10, 30])
     rep.add_argument("--estimator", default="difference", choices=["paper", "difference"])
     rep.add_argument("--chunk", type=int, default=4096)
-    rep.add_argument("--normalisation", default="reference", choices=["reference", "global"],
-                     help="Spirograph rendering: the reference code's per-row max (default) or the paper text's image max")
+    rep.add_argument(
+        "--normalisation",
+        default="reference",
+        choices=["reference", "global"],
+        help="Spirograph rendering: the reference code's per-row max (default) or the paper text's image max",
+    )
     rep.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.threads is not None:
