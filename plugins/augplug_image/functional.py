@@ -439,7 +439,7 @@ def gaussian_kernel1d(sigma: torch.Tensor, size: int) -> torch.Tensor:
     weights = weights / weights.sum(-1, keepdim=True)
     # A tap below tiny / eps times any pixel above eps is a denormal number: it cannot change a
     # sum that holds one normal-sized term, but every product with it takes a slow microcode
-    # path on x86 (measured: the 23-tap blur at 224 px ran 2-3x slower with sigma near 0.1).
+    # path on x86 (measured: the 23-tap blur of 32x3x224x224 ran 1.9x slower with such taps).
     info = torch.finfo(weights.dtype)
     return torch.where(weights < info.tiny / info.eps, 0.0, weights)
 

@@ -10,8 +10,8 @@ from augplug_image import functional
 
 
 def test_blur_kernel_has_no_denormal_taps():
-    # sigma 0.1 with 23 taps: exp(-d^2 / 0.02) lands in float32's denormal range for some d,
-    # and every product with such a tap takes a slow path on x86.
+    # With 23 taps, exp(-d^2 / (2 sigma^2)) lands in float32's denormal range for some offset d
+    # at many sigma in 0.1-2, and every product with such a tap takes a slow path on x86.
     for dtype in (torch.float32, torch.float64):
         sigma = torch.linspace(0.1, 2.0, 40, dtype=dtype)
         kernel = functional.gaussian_kernel1d(sigma, 23)
