@@ -626,16 +626,25 @@ class Pipeline(nn.Module):
             "x": x, "views": views, "encoder": encoder, "projector": projector,
             "predictor": predictor, "view_generator": self.views[self.branch_index[0]],
             "view_params": params[0], "generator": generator,
-            "h": _stack(h), "z": _stack(z),
-            "z_target": _stack([t if self.target is not None else t.detach() for t in targets]),
         }  # fmt: skip
+        # The (B, V, ...) stacks are copies: made only when a term asks for them.
+        wanted = {name for term in self.term_list for name in term.inputs}
+        if "h" in wanted:
+            context["h"] = _stack(h)
+        multi_view = any("z1" in t.inputs and not t.pairwise(len(views)) for t in self.term_list)
+        if "z" in wanted or multi_view:  # a multi-view objective takes the stack as z1
+            context["z"] = _stack(z)
+        if "z_target" in wanted:
+            context["z_target"] = _stack(
+                [t if self.target is not None else t.detach() for t in targets]
+            )
         total = x.new_zeros((), dtype=torch.float32)
         values: dict[str, torch.Tensor] = {}
         for term in self.term_list:
             if term.pairwise(len(views)):
                 value = self._pairwise(term, context, z, targets, predictor, generator)
             elif "z1" in term.inputs:  # a multi-view objective called with all views as z1
-                value = term.objective(**_inputs(term, context, z1=context["z"]))
+                value = term.objective(**_inputs(term, context, z1=context.get("z")))
             else:
                 value = term.objective(**_inputs(term, context))
             values[term.name] = value.detach()
